@@ -1,0 +1,141 @@
+"""Build the redis-py client for one validated connection spec (sync side)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import redis.cluster
+import redis.sentinel
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
+
+from redis_conn.config import ConnectionSpec
+from redis_conn.guarded import sync_connection_class
+from redis_conn.pools import GuardedConnectionPool, GuardedSentinelConnectionPool
+
+Client = redis.Redis | redis.cluster.RedisCluster
+
+
+def make_retry(spec: ConnectionSpec) -> Retry:
+    """Reconnect-and-resend on connection errors only, with exponential backoff and jitter.
+
+    Timeouts are not retried: the server may already have run a non-idempotent command.
+    """
+    return Retry(
+        EqualJitterBackoff(cap=1.0, base=0.05),
+        spec.retry,
+        supported_errors=(RedisConnectionError,),
+    )
+
+
+def connection_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
+    """Keyword arguments every connection of ``spec`` gets, OPTIONS last (they were vetted)."""
+    kwargs: dict[str, Any] = {
+        "socket_timeout": spec.socket_timeout,
+        "socket_connect_timeout": spec.socket_connect_timeout,
+        "health_check_interval": spec.health_check_interval,
+        "retry": make_retry(spec),
+    }
+    kwargs.update(spec.options)
+    return kwargs
+
+
+def pool_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
+    return {
+        "connection_name": spec.root,
+        "blocking": spec.blocking,
+        "pool_timeout": spec.pool_timeout,
+        "max_connections": spec.max_connections,
+    }
+
+
+def build_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Client:
+    """A client for ``spec``; nothing connects until the first command."""
+    if spec.kind == "fake":
+        import fakeredis
+
+        return fakeredis.FakeRedis(server=fake_server, **spec.options)  # type: ignore[no-any-return]
+    if spec.kind == "sentinel":
+        return _sentinel_client(spec)
+    if spec.kind == "cluster":
+        return _cluster_client(spec)
+    assert spec.url is not None
+    scheme = urlsplit(spec.url).scheme
+    pool = GuardedConnectionPool.from_url(
+        spec.url,
+        connection_class=sync_connection_class(scheme),
+        **pool_kwargs(spec),
+        **connection_kwargs(spec),
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
+    assert spec.service_name is not None
+    kwargs = connection_kwargs(spec)
+    sentinel_kwargs = {
+        "socket_timeout": spec.socket_timeout,
+        "socket_connect_timeout": spec.socket_connect_timeout,
+        **spec.sentinel_kwargs,
+    }
+    manager = redis.sentinel.Sentinel(list(spec.sentinels), sentinel_kwargs=sentinel_kwargs)
+    ssl = bool(kwargs.pop("ssl", False))
+    pool = GuardedSentinelConnectionPool(
+        spec.service_name,
+        manager,
+        connection_class=sync_connection_class("redis", sentinel=True, ssl=ssl),
+        is_master=True,
+        check_connection=False,
+        **pool_kwargs(spec),
+        **replica_reads(spec.read_from_replicas),
+        **kwargs,
+    )
+
+
+def replica_reads(enabled: bool) -> dict[str, Any]:
+    """READ_FROM_REPLICAS as the installed redis-py wants it (read_from_replicas is deprecated)."""
+    if not enabled:
+        return {}
+    try:
+        from redis.cluster import LoadBalancingStrategy
+    except ImportError:  # redis-py < 5.3
+        return {"read_from_replicas": True}
+    return {"load_balancing_strategy": LoadBalancingStrategy.ROUND_ROBIN_REPLICAS}
+    client = redis.Redis(connection_pool=pool)
+    client.sentinel_manager = manager  # type: ignore[attr-defined]  # health reads it
+    return client
+
+
+def _cluster_client(spec: ConnectionSpec) -> redis.cluster.RedisCluster:
+    assert spec.url is not None
+    scheme = urlsplit(spec.url).scheme
+    kwargs = connection_kwargs(spec)
+    node_pool = partial(
+        GuardedConnectionPool,
+        connection_name=spec.root,
+        blocking=spec.blocking,
+        pool_timeout=spec.pool_timeout,
+    )
+    return redis.cluster.RedisCluster.from_url(
+        spec.url,
+        max_connections=spec.max_connections,
+        connection_pool_class=node_pool,
+        connection_class=sync_connection_class(scheme),
+        **replica_reads(spec.read_from_replicas),
+        **kwargs,
+    )
+
+
+def replica_reads(enabled: bool) -> dict[str, Any]:
+    """READ_FROM_REPLICAS as the installed redis-py wants it (read_from_replicas is deprecated)."""
+    if not enabled:
+        return {}
+    try:
+        from redis.cluster import LoadBalancingStrategy
+    except ImportError:  # redis-py < 5.3
+        return {"read_from_replicas": True}
+    return {"load_balancing_strategy": LoadBalancingStrategy.ROUND_ROBIN_REPLICAS}

@@ -1,0 +1,574 @@
+"""REDIS_CONNECTIONS -> validated, normalised connection specs.
+
+One routine, :func:`validate`, finds every problem; Django turns the problems into system
+check messages and everything else raises them as one :class:`ConfigurationError`.
+Nothing here opens a connection.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from redis_conn.exceptions import ConfigurationError
+from redis_conn.masking import mask_url
+
+Kind = Literal["standalone", "unix", "cluster", "sentinel", "fake"]
+
+#: Used when an application configures no connections at all: one in-process fake server.
+EMBEDDED_DEFAULT: dict[str, dict[str, Any]] = {"default": {"FAKE": True}}
+
+DEFAULTS: dict[str, Any] = {
+    "MAX_CONNECTIONS": 50,
+    "BLOCKING": True,
+    "POOL_TIMEOUT": 5.0,
+    "SOCKET_TIMEOUT": 5.0,
+    "SOCKET_CONNECT_TIMEOUT": 2.0,
+    "HEALTH_CHECK_INTERVAL": 30,
+    "RETRY": 3,
+}
+KNOWN_KEYS = (
+    "URL",
+    "ALIAS",
+    "FAKE",
+    "CLUSTER",
+    "READ_FROM_REPLICAS",
+    "SENTINELS",
+    "SERVICE_NAME",
+    "SENTINEL_KWARGS",
+    *DEFAULTS,
+    "OPTIONS",
+)
+URL_SCHEMES = ("redis", "rediss", "unix")
+# OPTIONS entries that would silently fight a setting of ours: name the setting to use instead.
+OPTIONS_OWNED_BY_SETTINGS = {
+    "max_connections": "MAX_CONNECTIONS",
+    "timeout": "POOL_TIMEOUT",
+    "socket_timeout": "SOCKET_TIMEOUT",
+    "socket_connect_timeout": "SOCKET_CONNECT_TIMEOUT",
+    "health_check_interval": "HEALTH_CHECK_INTERVAL",
+    "retry": "RETRY",
+    "retry_on_timeout": "RETRY",
+    "retry_on_error": "RETRY",
+    "connection_pool": "URL",
+    "connection_pool_class": "BLOCKING",
+    "connection_class": "URL",
+    "url": "URL",
+    "host": "URL",
+    "port": "URL",
+    "path": "URL",
+    "unix_socket_path": "URL",
+    "startup_nodes": "URL",
+    "read_from_replicas": "READ_FROM_REPLICAS",
+    "sentinels": "SENTINELS",
+    "service_name": "SERVICE_NAME",
+    "sentinel_kwargs": "SENTINEL_KWARGS",
+    "server": "FAKE",
+}
+
+# Problem ids, shared with the Django system checks (redis_conn.E001 ...).
+E_NOT_A_MAPPING = "E001"
+E_UNKNOWN_KEY = "E002"
+E_BAD_VALUE = "E003"
+E_MISSING_URL = "E004"
+E_BAD_URL = "E005"
+E_ALIAS_MISSING = "E006"
+E_ALIAS_LOOP = "E007"
+E_ALIAS_EXTRA_KEYS = "E008"
+E_CONFLICT = "E009"
+E_BAD_OPTION = "E010"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the settings; ``message`` names the connection and the key."""
+
+    id: str
+    message: str
+    connection: str | None = None
+    key: str | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message} HINT: {self.hint}"
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """A validated connection. For an alias, every field but ``name`` is the target's."""
+
+    name: str
+    kind: Kind
+    root: str  # the connection that owns the pool: ``name`` itself unless this is an alias
+    url: str | None = None
+    cluster: bool = False
+    read_from_replicas: bool = False
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service_name: str | None = None
+    sentinel_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    max_connections: int = 50
+    blocking: bool = True
+    pool_timeout: float = 5.0
+    socket_timeout: float | None = 5.0
+    socket_connect_timeout: float | None = 2.0
+    health_check_interval: float = 30
+    retry: int = 3
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def alias_of(self) -> str | None:
+        return None if self.root == self.name else self.root
+
+    @property
+    def target(self) -> str:
+        """Where this connection points, safe to show: passwords are masked."""
+        if self.kind == "fake":
+            return "fakeredis://"
+        if self.kind == "sentinel":
+            hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+            return f"redis+sentinel://{hosts}/{self.service_name}"
+        return mask_url(self.url or "")
+
+    def __repr__(self) -> str:
+        # The dataclass repr would show the URL and OPTIONS (passwords); show what is safe.
+        return f"<ConnectionSpec {self.name!r} {self.kind} {self.target}>"
+
+
+def validate(settings: object) -> list[Problem]:
+    """Every problem in a REDIS_CONNECTIONS mapping, in a stable order; [] when valid."""
+    if not isinstance(settings, Mapping):
+        return [
+            Problem(
+                E_NOT_A_MAPPING,
+                "REDIS_CONNECTIONS must be a dict of connection name to settings dict, "
+                f"not {type(settings).__name__}.",
+            )
+        ]
+    problems: list[Problem] = []
+    for name, entry in settings.items():
+        problems.extend(_validate_entry(name, entry, settings))
+    problems.extend(_alias_loops(settings))
+    return problems
+
+
+def parse(settings: object) -> dict[str, ConnectionSpec]:
+    """Validate and normalise; raise :class:`ConfigurationError` listing every problem."""
+    problems = validate(settings)
+    if problems:
+        raise ConfigurationError(str(p) for p in problems)
+    assert isinstance(settings, Mapping)
+    own = {name: _spec(name, entry) for name, entry in settings.items() if "ALIAS" not in entry}
+    specs = dict(own)
+    for name in settings:
+        if name not in own:
+            root = resolve_alias(settings, name)
+            specs[name] = _with_name(own[root], name)
+    return {name: specs[name] for name in settings}
+
+
+def resolve_alias(settings: Mapping[str, Any], name: str) -> str:
+    """Follow ALIAS from ``name`` to the connection that owns the pool (settings are valid)."""
+    while "ALIAS" in settings[name]:
+        name = settings[name]["ALIAS"]
+    return name
+
+
+def _with_name(spec: ConnectionSpec, name: str) -> ConnectionSpec:
+    fields = {f: getattr(spec, f) for f in spec.__dataclass_fields__}
+    fields["name"] = name
+    return ConnectionSpec(**fields)
+
+
+def _spec(name: str, entry: Mapping[str, Any]) -> ConnectionSpec:
+    values = {**DEFAULTS, **entry}
+    kind: Kind
+    if entry.get("FAKE"):
+        kind = "fake"
+    elif entry.get("SENTINELS"):
+        kind = "sentinel"
+    elif entry.get("CLUSTER"):
+        kind = "cluster"
+    elif urlsplit(entry["URL"]).scheme == "unix":
+        kind = "unix"
+    else:
+        kind = "standalone"
+    return ConnectionSpec(
+        name=name,
+        kind=kind,
+        root=name,
+        url=entry.get("URL"),
+        cluster=bool(entry.get("CLUSTER", False)),
+        read_from_replicas=bool(entry.get("READ_FROM_REPLICAS", False)),
+        sentinels=tuple((str(h), int(p)) for h, p in entry.get("SENTINELS", ())),
+        service_name=entry.get("SERVICE_NAME"),
+        sentinel_kwargs=dict(entry.get("SENTINEL_KWARGS", {})),
+        max_connections=values["MAX_CONNECTIONS"],
+        blocking=values["BLOCKING"],
+        pool_timeout=float(values["POOL_TIMEOUT"]),
+        socket_timeout=_seconds(values["SOCKET_TIMEOUT"]),
+        socket_connect_timeout=_seconds(values["SOCKET_CONNECT_TIMEOUT"]),
+        health_check_interval=values["HEALTH_CHECK_INTERVAL"],
+        retry=values["RETRY"],
+        options=dict(entry.get("OPTIONS", {})),
+    )
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+# -- checks of one entry -------------------------------------------------------------------
+
+
+def _validate_entry(name: object, entry: object, settings: Mapping[Any, Any]) -> list[Problem]:
+    if not isinstance(name, str) or not name:
+        return [
+            Problem(
+                E_NOT_A_MAPPING,
+                f"REDIS_CONNECTIONS has a connection name {name!r}; names must be non-empty "
+                "strings.",
+            )
+        ]
+    if not isinstance(entry, Mapping):
+        return [
+            Problem(
+                E_NOT_A_MAPPING,
+                f"Redis connection {name!r} must be a dict of settings, "
+                f"not {type(entry).__name__}.",
+                connection=name,
+            )
+        ]
+    problems = [_unknown_key(name, key) for key in entry if key not in KNOWN_KEYS]
+    if "ALIAS" in entry:
+        return problems + _check_alias(name, entry, settings)
+    for key, check in _VALUE_CHECKS.items():
+        if key in entry:
+            problem = check(name, key, entry[key])
+            if problem is not None:
+                problems.append(problem)
+    problems.extend(_check_combinations(name, entry))
+    return problems
+
+
+def _unknown_key(name: str, key: object) -> Problem:
+    guess = difflib.get_close_matches(str(key).upper(), KNOWN_KEYS, n=1, cutoff=0.6)
+    hint = f"Did you mean {guess[0]}?" if guess else f"Valid keys: {', '.join(KNOWN_KEYS)}."
+    return Problem(
+        E_UNKNOWN_KEY,
+        f"Redis connection {name!r} has an unknown key {key!r}.",
+        connection=name,
+        key=str(key),
+        hint=hint,
+    )
+
+
+def _check_alias(name: str, entry: Mapping[str, Any], settings: Mapping[Any, Any]) -> list[Problem]:
+    target = entry["ALIAS"]
+    problems: list[Problem] = []
+    others = sorted(str(k) for k in entry if k != "ALIAS" and k in KNOWN_KEYS)
+    if others:
+        problems.append(
+            Problem(
+                E_ALIAS_EXTRA_KEYS,
+                f"Redis connection {name!r} has ALIAS and also {', '.join(others)}; an alias "
+                "shares its target's client and pool, so no other key is allowed beside it.",
+                connection=name,
+                key=others[0],
+                hint=f"Remove {', '.join(others)}, or make {name!r} its own connection.",
+            )
+        )
+    if not isinstance(target, str):
+        problems.append(_bad_type(name, "ALIAS", target, "a connection name (str)"))
+    elif target not in settings:
+        names = ", ".join(repr(n) for n in settings if n != name) or "none"
+        problems.append(
+            Problem(
+                E_ALIAS_MISSING,
+                f"Redis connection {name!r} has ALIAS {target!r}, which is not a configured "
+                "connection.",
+                connection=name,
+                key="ALIAS",
+                hint=f"Configured connections: {names}.",
+            )
+        )
+    return problems
+
+
+def _alias_loops(settings: Mapping[Any, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    reported: set[str] = set()
+    for start in settings:
+        chain: list[str] = []
+        name = start
+        while isinstance(name, str) and isinstance(settings.get(name), Mapping):
+            if name in chain:
+                loop = chain[chain.index(name) :]
+                if not reported.intersection(loop):
+                    reported.update(loop)
+                    path = " -> ".join(repr(n) for n in [*loop, name])
+                    problems.append(
+                        Problem(
+                            E_ALIAS_LOOP,
+                            f"Redis connection {loop[0]!r} has an ALIAS loop: {path}.",
+                            connection=loop[0],
+                            key="ALIAS",
+                            hint="Point one of them at a connection with a URL (or FAKE).",
+                        )
+                    )
+                break
+            chain.append(name)
+            name = settings[name].get("ALIAS")
+    return problems
+
+
+def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
+    def conflict(key: str, message: str, hint: str) -> Problem:
+        return Problem(
+            E_CONFLICT, f"Redis connection {name!r} {message}", connection=name, key=key, hint=hint
+        )
+
+    problems: list[Problem] = []
+    fake, cluster = entry.get("FAKE") is True, entry.get("CLUSTER") is True
+    sentinel = "SENTINELS" in entry
+    if fake:
+        extra = sorted(k for k in entry if k in KNOWN_KEYS and k not in ("FAKE", "OPTIONS"))
+        if extra:
+            problems.append(
+                conflict(
+                    extra[0],
+                    f"has FAKE and also {', '.join(extra)}, which a fake in-process server "
+                    "cannot honour.",
+                    "Remove them, or set FAKE to False.",
+                )
+            )
+        return problems
+    if cluster and sentinel:
+        problems.append(
+            conflict(
+                "SENTINELS",
+                "has both CLUSTER and SENTINELS; a connection is one or the other.",
+                "Use CLUSTER with a URL of one cluster node, or SENTINELS with SERVICE_NAME.",
+            )
+        )
+    if entry.get("READ_FROM_REPLICAS") and not cluster:
+        problems.append(
+            conflict(
+                "READ_FROM_REPLICAS",
+                "has READ_FROM_REPLICAS without CLUSTER; it applies to Redis Cluster only.",
+                "Add CLUSTER: True, or remove READ_FROM_REPLICAS.",
+            )
+        )
+    if sentinel:
+        if "URL" in entry:
+            problems.append(
+                conflict(
+                    "URL",
+                    "has both SENTINELS and URL; the primary's address comes from the "
+                    "sentinels.",
+                    "Remove URL; put the primary's db, username and password in OPTIONS.",
+                )
+            )
+        if "SERVICE_NAME" not in entry:
+            problems.append(
+                conflict(
+                    "SERVICE_NAME",
+                    "has SENTINELS but no SERVICE_NAME.",
+                    "Add SERVICE_NAME: the name the sentinels monitor (e.g. 'mymaster').",
+                )
+            )
+    else:
+        for key in ("SERVICE_NAME", "SENTINEL_KWARGS"):
+            if key in entry:
+                problems.append(
+                    conflict(key, f"has {key} without SENTINELS.", "Add SENTINELS, or remove it.")
+                )
+        if "URL" not in entry:
+            problems.append(
+                Problem(
+                    E_MISSING_URL,
+                    f"Redis connection {name!r} has no URL.",
+                    connection=name,
+                    key="URL",
+                    hint="Add URL (redis://, rediss:// or unix://), or use ALIAS, FAKE or "
+                    "SENTINELS.",
+                )
+            )
+    if cluster and isinstance(entry.get("URL"), str) and entry["URL"].startswith("unix:"):
+        problems.append(
+            conflict(
+                "URL",
+                "has CLUSTER with a unix:// URL; cluster nodes are reached over TCP.",
+                "Use a redis:// or rediss:// URL of one cluster node.",
+            )
+        )
+    return problems
+
+
+# -- checks of one value -------------------------------------------------------------------
+
+
+def _bad_type(name: str, key: str, value: object, expected: str) -> Problem:
+    shown = "***" if key == "URL" else repr(value)
+    return Problem(
+        E_BAD_VALUE,
+        f"Redis connection {name!r} has {key}={shown} ({type(value).__name__}); "
+        f"expected {expected}.",
+        connection=name,
+        key=key,
+    )
+
+
+def _check_bool(name: str, key: str, value: object) -> Problem | None:
+    return None if isinstance(value, bool) else _bad_type(name, key, value, "True or False")
+
+
+def _check_count(minimum: int) -> Any:
+    def check(name: str, key: str, value: object) -> Problem | None:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+            return None
+        return _bad_type(name, key, value, f"a whole number >= {minimum}")
+
+    return check
+
+
+def _check_seconds(*, allow_none: bool) -> Any:
+    def check(name: str, key: str, value: object) -> Problem | None:
+        if value is None and allow_none:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return None
+        expected = "a number of seconds >= 0" + (" or None" if allow_none else "")
+        return _bad_type(name, key, value, expected)
+
+    return check
+
+
+def _check_url(name: str, key: str, value: object) -> Problem | None:
+    if not isinstance(value, str):
+        return _bad_type(name, key, value, "a redis://, rediss:// or unix:// URL string")
+    masked = mask_url(value)
+    scheme = urlsplit(value).scheme
+    if scheme not in URL_SCHEMES:
+        return Problem(
+            E_BAD_URL,
+            f"Redis connection {name!r} has URL {masked!r} with scheme {scheme or 'none'!r}.",
+            connection=name,
+            key=key,
+            hint="Use redis://, rediss:// (TLS) or unix://.",
+        )
+    from redis.connection import parse_url
+
+    try:
+        parse_url(value)
+    except (ValueError, TypeError) as exc:
+        return Problem(
+            E_BAD_URL,
+            f"Redis connection {name!r} has URL {masked!r} that redis-py cannot parse: "
+            f"{mask_url(str(exc))}",
+            connection=name,
+            key=key,
+        )
+    return None
+
+
+def _check_sentinels(name: str, key: str, value: object) -> Problem | None:
+    ok = (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(
+            isinstance(pair, (list, tuple))
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and isinstance(pair[1], int)
+            and not isinstance(pair[1], bool)
+            for pair in value
+        )
+    )
+    return None if ok else _bad_type(name, key, value, "a non-empty list of (host, port) pairs")
+
+
+def _check_name(name: str, key: str, value: object) -> Problem | None:
+    ok = isinstance(value, str) and value
+    return None if ok else _bad_type(name, key, value, "a non-empty string")
+
+
+def _check_kwargs(name: str, key: str, value: object) -> Problem | None:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        return _bad_type(name, key, value, "a dict of keyword arguments")
+    return None
+
+
+def _check_options(name: str, key: str, value: object) -> Problem | None:
+    problem = _check_kwargs(name, key, value)
+    if problem is not None:
+        return problem
+    assert isinstance(value, Mapping)
+    for option in value:
+        owner = OPTIONS_OWNED_BY_SETTINGS.get(option)
+        if owner is not None:
+            return Problem(
+                E_BAD_OPTION,
+                f"Redis connection {name!r} has OPTIONS[{option!r}], which the {owner} setting "
+                "controls.",
+                connection=name,
+                key=f"OPTIONS.{option}",
+                hint=f"Use {owner} instead.",
+            )
+        if option not in accepted_options():
+            guess = difflib.get_close_matches(option, sorted(accepted_options()), n=1)
+            return Problem(
+                E_BAD_OPTION,
+                f"Redis connection {name!r} has OPTIONS[{option!r}], which redis-py does not "
+                "accept.",
+                connection=name,
+                key=f"OPTIONS.{option}",
+                hint=f"Did you mean {guess[0]!r}?" if guess else None,
+            )
+    return None
+
+
+@cache
+def accepted_options() -> frozenset[str]:
+    """Keyword arguments redis-py's clients and connections accept (from their signatures)."""
+    import redis
+    import redis.cluster
+    import redis.connection
+
+    names: set[str] = set()
+    for target in (
+        redis.Redis.__init__,
+        redis.connection.AbstractConnection.__init__,
+        redis.connection.Connection.__init__,
+        redis.connection.SSLConnection.__init__,
+        redis.connection.UnixDomainSocketConnection.__init__,
+        redis.cluster.RedisCluster.__init__,
+    ):
+        for param in inspect.signature(target).parameters.values():
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                names.add(param.name)
+    names.discard("self")
+    return frozenset(names)
+
+
+_VALUE_CHECKS = {
+    "URL": _check_url,
+    "FAKE": _check_bool,
+    "CLUSTER": _check_bool,
+    "READ_FROM_REPLICAS": _check_bool,
+    "SENTINELS": _check_sentinels,
+    "SERVICE_NAME": _check_name,
+    "SENTINEL_KWARGS": _check_kwargs,
+    "MAX_CONNECTIONS": _check_count(1),
+    "BLOCKING": _check_bool,
+    "POOL_TIMEOUT": _check_seconds(allow_none=False),
+    "SOCKET_TIMEOUT": _check_seconds(allow_none=True),
+    "SOCKET_CONNECT_TIMEOUT": _check_seconds(allow_none=True),
+    "HEALTH_CHECK_INTERVAL": _check_seconds(allow_none=False),
+    "RETRY": _check_count(0),
+    "OPTIONS": _check_options,
+}

@@ -1,0 +1,75 @@
+"""Every error redis_conn raises, under one base class."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import redis.exceptions
+
+try:
+    from redis.exceptions import MaxConnectionsError as _PoolLimitError
+except ImportError:  # redis-py < 6 raises a plain ConnectionError for a full pool
+    from redis.exceptions import ConnectionError as _PoolLimitError  # type: ignore[assignment]
+
+
+class RedisConnError(Exception):
+    """Base class of every error raised by redis_conn."""
+
+
+class ConfigurationError(RedisConnError, ValueError):
+    """REDIS_CONNECTIONS is invalid; the message names each connection and key at fault."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ConnectionNotFound(RedisConnError, KeyError):
+    """``get_redis(name)`` for a name that is not configured."""
+
+    def __init__(self, name: str, configured: Iterable[str]) -> None:
+        self.name = name
+        self.configured = sorted(configured)
+        listed = ", ".join(repr(n) for n in self.configured) or "none"
+        self.message = (
+            f"Redis connection {name!r} is not configured. Configured connections: {listed}."
+        )
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the message and show it in quotes.
+        return self.message
+
+
+class PoolExhausted(RedisConnError, _PoolLimitError):
+    """No free connection: a full non-blocking pool, or a blocking pool that waited POOL_TIMEOUT.
+
+    A ``redis.exceptions.ConnectionError`` (and redis-py's ``MaxConnectionsError`` where it
+    exists, so that RedisCluster does not mistake a busy client for a failed node).
+    """
+
+    def __init__(self, name: str, max_connections: int, *, waited: float | None = None) -> None:
+        self.connection_name = name
+        self.max_connections = max_connections
+        self.waited = waited
+        if waited is None:
+            detail = "all connections are in use and the pool does not block (BLOCKING=False)"
+        else:
+            detail = f"no connection was released within POOL_TIMEOUT={waited:g}s"
+        super().__init__(
+            f"Redis connection {name!r}: pool exhausted, {detail}; "
+            f"MAX_CONNECTIONS={max_connections}."
+        )
+
+
+class ResultNotReady(RedisConnError):
+    """A Future's ``.result`` was read before its pipeline executed."""
+
+
+class PipelineError(RedisConnError):
+    """One or more backends (or commands) of a pipeline failed; ``.errors`` maps name to error."""
+
+    def __init__(self, errors: Mapping[str, BaseException]) -> None:
+        self.errors = dict(errors)
+        parts = [f"{name!r}: {type(err).__name__}: {err}" for name, err in self.errors.items()]
+        super().__init__("Pipeline failed on " + "; ".join(parts) + ".")

@@ -1,0 +1,179 @@
+"""Connections that know when replies are still owed to them.
+
+redis-py 8 (RESP3, maintenance notifications on) skips its "connection has data" check when a
+pool hands out a connection, so a pipeline interrupted between two replies (an exception in a
+callback, KeyboardInterrupt, a cancelled task) can leave replies on a pooled socket and the
+next command reads someone else's answer. These classes count replies owed: a pool releasing
+such a connection, or anyone sending on it, closes it first, so the stale replies are dropped
+with the socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sized
+from typing import Any
+
+import redis.asyncio.connection as async_connection
+import redis.asyncio.sentinel as async_sentinel
+import redis.connection
+import redis.sentinel
+from redis.exceptions import ResponseError
+
+
+class ReplyAccounting:
+    """Counts commands sent and replies read on one connection."""
+
+    _replies_owed = 0
+    _commands_packed = 0
+
+    @property
+    def replies_owed(self) -> int:
+        return self._replies_owed
+
+    def _count_packed(self, commands: Iterable[Any]) -> list[Any]:
+        batch = list(commands) if not isinstance(commands, Sized) else commands
+        self._commands_packed = len(batch)  # type: ignore[arg-type]
+        return batch  # type: ignore[return-value]
+
+    def _count_sent(self, single: bool) -> None:
+        self._replies_owed += 1 if single else self._commands_packed
+        self._commands_packed = 0
+
+    def _count_read(self) -> None:
+        if self._replies_owed > 0:
+            self._replies_owed -= 1
+
+    def _forget_owed(self) -> None:
+        # Only what the socket owed: a batch packed but not yet sent is still to be counted.
+        self._replies_owed = 0
+
+
+class _SyncGuard(ReplyAccounting):
+    def pack_commands(self, commands: Iterable[Any]) -> Any:
+        return super().pack_commands(self._count_packed(commands))  # type: ignore[misc]
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self._replies_owed:
+            self.disconnect()  # type: ignore[attr-defined]
+        super().send_packed_command(command, check_health)  # type: ignore[misc]
+        self._count_sent(single=False)
+
+    def send_command(self, *args: Any, **kwargs: Any) -> None:
+        if self._replies_owed:
+            self.disconnect()  # type: ignore[attr-defined]
+        # send_command may run inside a batch's send (HELLO on connect): keep the batch's count.
+        packed, self._commands_packed = self._commands_packed, 0
+        try:
+            super().send_command(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self._commands_packed = packed
+        self._replies_owed += 1
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except ResponseError:
+            self._count_read()  # an error reply is a reply
+            raise
+        self._count_read()
+        return response
+
+    def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        super().disconnect(*args, **kwargs)  # type: ignore[misc]
+        self._forget_owed()
+
+
+class _AsyncGuard(ReplyAccounting):
+    def pack_commands(self, commands: Iterable[Any]) -> Any:
+        return super().pack_commands(self._count_packed(commands))  # type: ignore[misc]
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self._replies_owed:
+            await self.disconnect()
+        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        self._count_sent(single=False)
+
+    async def send_command(self, *args: Any, **kwargs: Any) -> None:
+        if self._replies_owed:
+            await self.disconnect()
+        packed, self._commands_packed = self._commands_packed, 0
+        try:
+            await super().send_command(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self._commands_packed = packed
+        self._replies_owed += 1
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = await super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except ResponseError:
+            self._count_read()
+            raise
+        self._count_read()
+        return response
+
+    async def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        await super().disconnect(*args, **kwargs)  # type: ignore[misc]
+        self._forget_owed()
+
+
+class GuardedConnection(_SyncGuard, redis.connection.Connection):
+    pass
+
+
+class GuardedSSLConnection(_SyncGuard, redis.connection.SSLConnection):
+    pass
+
+
+class GuardedUnixConnection(_SyncGuard, redis.connection.UnixDomainSocketConnection):
+    pass
+
+
+class GuardedSentinelConnection(_SyncGuard, redis.sentinel.SentinelManagedConnection):
+    pass
+
+
+class GuardedSentinelSSLConnection(_SyncGuard, redis.sentinel.SentinelManagedSSLConnection):
+    pass
+
+
+class AsyncGuardedConnection(_AsyncGuard, async_connection.Connection):
+    pass
+
+
+class AsyncGuardedSSLConnection(_AsyncGuard, async_connection.SSLConnection):
+    pass
+
+
+class AsyncGuardedUnixConnection(_AsyncGuard, async_connection.UnixDomainSocketConnection):
+    pass
+
+
+class AsyncGuardedSentinelConnection(_AsyncGuard, async_sentinel.SentinelManagedConnection):
+    pass
+
+
+class AsyncGuardedSentinelSSLConnection(
+    _AsyncGuard, async_sentinel.SentinelManagedSSLConnection
+):
+    pass
+
+
+def owes_replies(connection: object) -> bool:
+    return isinstance(connection, ReplyAccounting) and connection.replies_owed > 0
+
+
+def sync_connection_class(scheme: str, *, sentinel: bool = False, ssl: bool = False) -> type[Any]:
+    if sentinel:
+        return GuardedSentinelSSLConnection if ssl else GuardedSentinelConnection
+    if scheme == "unix":
+        return GuardedUnixConnection
+    return GuardedSSLConnection if scheme == "rediss" or ssl else GuardedConnection
+
+
+def async_connection_class(scheme: str, *, sentinel: bool = False, ssl: bool = False) -> type[Any]:
+    if sentinel:
+        return AsyncGuardedSentinelSSLConnection if ssl else AsyncGuardedSentinelConnection
+    if scheme == "unix":
+        return AsyncGuardedUnixConnection
+    return AsyncGuardedSSLConnection if scheme == "rediss" or ssl else AsyncGuardedConnection

@@ -1,0 +1,45 @@
+"""Hide passwords in URLs and text before anything is shown, logged or raised."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MASK = "***"
+_SECRET_QUERY_KEYS = frozenset({"password", "sentinel_password", "ssl_password"})
+# Anything shaped like scheme://user:password@ inside free text (error messages from redis-py).
+_USERINFO_IN_TEXT = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``.
+
+    ``redis://:s3cret@host:6379/0`` becomes ``redis://:***@host:6379/0``; a ``password=``
+    query parameter (as in ``unix://`` URLs) is masked too.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _USERINFO_IN_TEXT.sub(rf"\1{MASK}@", url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        if ":" in userinfo:
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:{MASK}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
+            masked = [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs]
+            query = urlencode(masked, safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def mask_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Mask URL passwords in free text, and every literal secret given."""
+    masked = _USERINFO_IN_TEXT.sub(rf"\1{MASK}@", text)
+    for secret in secrets:
+        if secret:
+            masked = masked.replace(secret, MASK)
+    return masked

@@ -1,0 +1,256 @@
+"""Named connections: one client and pool per name per process, created lazily under a lock.
+
+Aliases share their target's client. After ``os.fork()`` the child starts with no clients, so
+it makes its own connections and never reads or writes the parent's sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from redis_conn.async_clients import AsyncClient, build_async_client
+from redis_conn.clients import Client, build_client
+from redis_conn.config import EMBEDDED_DEFAULT, ConnectionSpec, parse
+from redis_conn.exceptions import ConnectionNotFound
+
+SettingsLoader = Callable[[], Mapping[str, Any] | None]
+
+
+class ConnectionRegistry:
+    """The connections of one configuration (the process's, or one Flask app's)."""
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        self._lock = threading.RLock()
+        self._settings: Mapping[str, Any] | None = settings
+        self._loader: SettingsLoader | None = None
+        self._specs: dict[str, ConnectionSpec] | None = None
+        self._clients: dict[str, Client] = {}
+        self._async_clients: dict[int, tuple[asyncio.AbstractEventLoop, dict[str, AsyncClient]]] = {}
+        self._fake_servers: dict[str, Any] = {}
+        self._inherited: list[object] = []
+        _track_for_fork(self)
+
+    # -- configuration -------------------------------------------------------------------
+
+    def configure(self, settings: Mapping[str, Any] | None) -> None:
+        """Replace the whole set of connections; the old pools are closed.
+
+        ``None`` means "nothing configured": the embedded default, one in-process fake server
+        named ``default``. Invalid settings raise :class:`ConfigurationError` and leave the
+        current connections untouched.
+        """
+        specs = parse(EMBEDDED_DEFAULT if settings is None else settings)
+        with self._lock:
+            self._close_clients()
+            self._settings, self._loader, self._specs = settings, None, specs
+            self._fake_servers.clear()
+
+    def use_settings(self, loader: SettingsLoader) -> None:
+        """Read settings from ``loader`` on first use (and again after :meth:`reload`)."""
+        with self._lock:
+            self._close_clients()
+            self._loader, self._specs = loader, None
+            self._fake_servers.clear()
+
+    def reload(self) -> None:
+        """Forget the parsed settings and every client; the loader is asked again on next use."""
+        with self._lock:
+            self._close_clients()
+            self._specs = None
+            self._fake_servers.clear()
+
+    @property
+    def specs(self) -> dict[str, ConnectionSpec]:
+        specs = self._specs
+        if specs is None:
+            with self._lock:
+                if self._specs is None:
+                    settings = self._loader() if self._loader is not None else self._settings
+                    self._specs = parse(EMBEDDED_DEFAULT if settings is None else settings)
+                specs = self._specs
+        return specs
+
+    def names(self) -> list[str]:
+        """Every configured name, aliases included, in settings order."""
+        return list(self.specs)
+
+    def spec(self, name: str) -> ConnectionSpec:
+        try:
+            return self.specs[name]
+        except KeyError:
+            raise ConnectionNotFound(name, self.specs) from None
+
+    def resolve(self, name: str) -> str:
+        """The name of the connection that owns ``name``'s pool (itself unless an alias)."""
+        return self.spec(name).root
+
+    # -- clients -------------------------------------------------------------------------
+
+    def get(self, name: str = "default") -> Client:
+        """The shared client for ``name``: the same object on every call, aliases included."""
+        spec = self.spec(name)
+        client = self._clients.get(spec.root)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(spec.root)
+                if client is None:
+                    root = self.specs[spec.root]
+                    client = build_client(root, fake_server=self._fake_server(root))
+                    self._clients[spec.root] = client
+        return client
+
+    def get_async(self, name: str = "default") -> AsyncClient:
+        """The asyncio client for ``name`` on the running event loop (one per loop)."""
+        spec = self.spec(name)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                f"get_async_redis({name!r}) needs a running event loop; "
+                f"use get_redis({name!r}) in synchronous code."
+            ) from None
+        entry = self._async_clients.get(id(loop))
+        if entry is None or entry[0] is not loop:
+            with self._lock:
+                self._forget_closed_loops()
+                entry = (loop, {})
+                self._async_clients[id(loop)] = entry
+        clients = entry[1]
+        client = clients.get(spec.root)
+        if client is None:
+            with self._lock:
+                client = clients.get(spec.root)
+                if client is None:
+                    root = self.specs[spec.root]
+                    client = build_async_client(root, fake_server=self._fake_server(root))
+                    clients[spec.root] = client
+        return client
+
+    def created_clients(self) -> dict[str, Client]:
+        """The sync clients created so far, by owning connection name (for health reports)."""
+        return dict(self._clients)
+
+    def close_all(self) -> None:
+        """Close every pool; clients are recreated lazily if used again."""
+        with self._lock:
+            self._close_clients()
+
+    async def aclose_async(self) -> None:
+        """Close the running loop's async clients (call before the loop ends)."""
+        entry = self._async_clients.pop(id(asyncio.get_running_loop()), None)
+        if entry is not None:
+            for client in entry[1].values():
+                await client.aclose()
+
+    def health(self, *, ping: bool = True, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """The health report of CONTRACT section 5 (what ``--json`` prints)."""
+        from redis_conn.health import build_report
+
+        return build_report(self, ping=ping, names=names)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _fake_server(self, spec: ConnectionSpec) -> Any:
+        if spec.kind != "fake":
+            return None
+        server = self._fake_servers.get(spec.root)
+        if server is None:
+            import fakeredis
+
+            server = self._fake_servers[spec.root] = fakeredis.FakeServer()
+        return server
+
+    def _close_clients(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            client.close()
+        loops, self._async_clients = self._async_clients, {}
+        for loop, async_clients in loops.values():
+            for client in async_clients.values():
+                _close_async_client(loop, client)
+
+    def _forget_closed_loops(self) -> None:
+        for key, (loop, _) in list(self._async_clients.items()):
+            if loop.is_closed():
+                del self._async_clients[key]
+
+    def _after_fork_in_child(self) -> None:
+        # Keep the parent's clients referenced but unused: closing them here could shut down
+        # sockets the parent still uses. Fake servers are plain memory, so they carry over.
+        self._lock = threading.RLock()
+        self._inherited.append((self._clients, self._async_clients))
+        self._clients = {}
+        self._async_clients = {}
+
+    def __repr__(self) -> str:
+        names = ", ".join(self._specs) if self._specs is not None else "not loaded"
+        return f"<ConnectionRegistry [{names}]>"
+
+
+def _close_async_client(loop: asyncio.AbstractEventLoop, client: AsyncClient) -> None:
+    if loop.is_closed():
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        task = loop.create_task(client.aclose())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+    elif loop.is_running():
+        asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+    else:
+        loop.run_until_complete(client.aclose())
+
+
+_background: set[asyncio.Task[None]] = set()
+_registries: weakref.WeakSet[ConnectionRegistry] = weakref.WeakSet()
+
+
+def _track_for_fork(registry: ConnectionRegistry) -> None:
+    _registries.add(registry)
+
+
+def _reset_registries_in_child() -> None:
+    for registry in list(_registries):
+        registry._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_registries_in_child)
+
+#: The process-wide registry: Django configures it from settings; anything else calls configure().
+connections = ConnectionRegistry()
+
+RegistryResolver = Callable[[], "ConnectionRegistry | None"]
+_resolvers: list[RegistryResolver] = []
+
+
+def add_registry_resolver(resolver: RegistryResolver) -> None:
+    """Let a framework say which registry is active (Flask: the current app's)."""
+    if resolver not in _resolvers:
+        _resolvers.append(resolver)
+
+
+def current_registry() -> ConnectionRegistry:
+    """The active registry: a framework's (e.g. inside a Flask app context), else ``connections``."""
+    for resolver in _resolvers:
+        registry = resolver()
+        if registry is not None:
+            return registry
+    return connections
+
+
+def get_redis(name: str = "default") -> Client:
+    """The shared client for ``name`` (``redis.Redis`` or ``RedisCluster``)."""
+    return current_registry().get(name)
+
+
+def get_async_redis(name: str = "default") -> AsyncClient:
+    """The ``redis.asyncio`` client for ``name`` on the running event loop."""
+    return current_registry().get_async(name)

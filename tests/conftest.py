@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servers import (
+    ClusterDeployment,
+    RedisServer,
+    SentinelDeployment,
+    StandaloneFlush,
+    flush_session_servers,
+    make_tls_material,
+    register_session,
+    unregister_session,
+)
+
+# =============================================================================
+# Real-server harness fixtures (see tests/README.md and tests/servers.py).
+# Session servers start lazily, on first use, and are stopped at session end.
+# Keep other fixtures outside this block.
+# =============================================================================
+
+
+def _standalone(key: str, server: RedisServer) -> Iterator[RedisServer]:
+    server.start()  # raises HarnessError naming the server, with its log tail
+    register_session(key, StandaloneFlush(server))
+    try:
+        yield server
+    finally:
+        unregister_session(key)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Standalone server A, on TCP and on a unix socket (.unix_socket, .unix_url)."""
+    base = tmp_path_factory.mktemp("redis_server")
+    yield from _standalone("redis_server", RedisServer("redis_server", base, unix_socket=True))
+
+
+@pytest.fixture(scope="session")
+def redis_server_b(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Standalone server B, with ACL user app/app-s3cret-pw (.acl_url); default user open."""
+    base = tmp_path_factory.mktemp("redis_server_b")
+    server = RedisServer("redis_server_b", base, acl=("app", "app-s3cret-pw"))
+    yield from _standalone("redis_server_b", server)
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """TLS-only server: .url is rediss://127.0.0.1:P/0, .ca_cert the CA to trust."""
+    base = tmp_path_factory.mktemp("tls_server")
+    tls = make_tls_material(base / "tls")
+    yield from _standalone("tls_server", RedisServer("tls_server", base, tls=tls))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterDeployment]:
+    """3 primaries + 3 replicas: .url, .nodes, .primaries/.replicas (ports), .stop()."""
+    cluster = ClusterDeployment(tmp_path_factory.mktemp("redis_cluster"))
+    cluster.start()
+    register_session("redis_cluster", cluster)
+    try:
+        yield cluster
+    finally:
+        unregister_session("redis_cluster")
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelDeployment]:
+    """Primary + replica + one sentinel: .sentinels, .service_name, .primary, .replica,
+    .sentinel."""
+    deployment = SentinelDeployment(tmp_path_factory.mktemp("redis_sentinel"))
+    deployment.start()
+    register_session("redis_sentinel", deployment)
+    try:
+        yield deployment
+    finally:
+        unregister_session("redis_sentinel")
+        deployment.stop()
+
+
+@pytest.fixture
+def killable_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh standalone server for one test, which may kill()/restart()/pause() it."""
+    server = RedisServer("killable", tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def flush_servers() -> None:
+    """FLUSHALL the session servers started so far (cluster: every primary; sentinel:
+    the primary the sentinel reports now). Dead/paused session processes are revived."""
+    flush_session_servers()
+
+
+# ============================ end of harness block ============================
