@@ -7,7 +7,7 @@ POOL_TIMEOUT when BLOCKING, failing at once otherwise, always with :class:`PoolE
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio
@@ -150,7 +150,7 @@ def build_async_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Asyn
     if spec.kind == "fake":
         import fakeredis
 
-        return fakeredis.FakeAsyncRedis(server=fake_server, **spec.options)  # type: ignore[no-any-return]
+        return fakeredis.FakeAsyncRedis(server=fake_server, **spec.options)
     if spec.kind == "sentinel":
         return _async_sentinel_client(spec)
     if spec.kind == "cluster":
@@ -162,7 +162,16 @@ def build_async_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Asyn
         **pool_kwargs(spec),
         **async_connection_kwargs(spec),
     )
-    return redis.asyncio.Redis(connection_pool=pool)
+    return redis.asyncio.Redis.from_pool(pool)
+
+
+async def aclose_client(client: AsyncClient) -> None:
+    """Close the client's pool, and for Sentinel the connections to the sentinels too."""
+    await client.aclose()
+    manager = getattr(client, "sentinel_manager", None)
+    if manager is not None:
+        for sentinel in manager.sentinels:
+            await sentinel.aclose()
 
 
 def _async_sentinel_client(spec: ConnectionSpec) -> redis.asyncio.Redis:
@@ -173,7 +182,7 @@ def _async_sentinel_client(spec: ConnectionSpec) -> redis.asyncio.Redis:
         "socket_connect_timeout": spec.socket_connect_timeout,
         **spec.sentinel_kwargs,
     }
-    manager = redis.asyncio.sentinel.Sentinel(
+    manager = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(spec.sentinels), sentinel_kwargs=sentinel_kwargs
     )
     ssl = bool(kwargs.pop("ssl", False))
@@ -186,7 +195,7 @@ def _async_sentinel_client(spec: ConnectionSpec) -> redis.asyncio.Redis:
         **pool_kwargs(spec),
         **kwargs,
     )
-    client = redis.asyncio.Redis(connection_pool=pool)
+    client = redis.asyncio.Redis.from_pool(pool)
     client.sentinel_manager = manager  # type: ignore[attr-defined]
     return client
 
@@ -195,11 +204,14 @@ def _async_cluster_client(spec: ConnectionSpec) -> AsyncNamedRedisCluster:
     assert spec.url is not None
     kwargs = async_connection_kwargs(spec)
     kwargs.pop("health_check_interval")  # not a parameter of the async cluster
-    client = AsyncNamedRedisCluster.from_url(
-        spec.url,
-        max_connections=spec.max_connections,
-        **replica_reads(spec.read_from_replicas),
-        **kwargs,
+    client = cast(
+        AsyncNamedRedisCluster,
+        AsyncNamedRedisCluster.from_url(
+            spec.url,
+            max_connections=spec.max_connections,
+            **replica_reads(spec.read_from_replicas),
+            **kwargs,
+        ),
     )
     client.connection_name = spec.root
     # The async cluster hard-codes its connection class; swap in the guarded one before any

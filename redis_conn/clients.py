@@ -58,7 +58,7 @@ def build_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Client:
     if spec.kind == "fake":
         import fakeredis
 
-        return fakeredis.FakeRedis(server=fake_server, **spec.options)  # type: ignore[no-any-return]
+        return fakeredis.FakeRedis(server=fake_server, **spec.options)
     if spec.kind == "sentinel":
         return _sentinel_client(spec)
     if spec.kind == "cluster":
@@ -71,7 +71,16 @@ def build_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Client:
         **pool_kwargs(spec),
         **connection_kwargs(spec),
     )
-    return redis.Redis(connection_pool=pool)
+    return redis.Redis.from_pool(pool)
+
+
+def close_client(client: Client) -> None:
+    """Close the client's pool, and for Sentinel the connections to the sentinels too."""
+    client.close()
+    manager = getattr(client, "sentinel_manager", None)
+    if manager is not None:
+        for sentinel in manager.sentinels:
+            sentinel.close()
 
 
 def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
@@ -82,7 +91,9 @@ def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
         "socket_connect_timeout": spec.socket_connect_timeout,
         **spec.sentinel_kwargs,
     }
-    manager = redis.sentinel.Sentinel(list(spec.sentinels), sentinel_kwargs=sentinel_kwargs)
+    manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(spec.sentinels), sentinel_kwargs=sentinel_kwargs
+    )
     ssl = bool(kwargs.pop("ssl", False))
     pool = GuardedSentinelConnectionPool(
         spec.service_name,
@@ -91,21 +102,9 @@ def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
         is_master=True,
         check_connection=False,
         **pool_kwargs(spec),
-        **replica_reads(spec.read_from_replicas),
         **kwargs,
     )
-
-
-def replica_reads(enabled: bool) -> dict[str, Any]:
-    """READ_FROM_REPLICAS as the installed redis-py wants it (read_from_replicas is deprecated)."""
-    if not enabled:
-        return {}
-    try:
-        from redis.cluster import LoadBalancingStrategy
-    except ImportError:  # redis-py < 5.3
-        return {"read_from_replicas": True}
-    return {"load_balancing_strategy": LoadBalancingStrategy.ROUND_ROBIN_REPLICAS}
-    client = redis.Redis(connection_pool=pool)
+    client = redis.Redis.from_pool(pool)
     client.sentinel_manager = manager  # type: ignore[attr-defined]  # health reads it
     return client
 

@@ -368,8 +368,7 @@ def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
             problems.append(
                 conflict(
                     "URL",
-                    "has both SENTINELS and URL; the primary's address comes from the "
-                    "sentinels.",
+                    "has both SENTINELS and URL; the primary's address comes from the sentinels.",
                     "Remove URL; put the primary's db, username and password in OPTIONS.",
                 )
             )
@@ -464,7 +463,7 @@ def _check_url(name: str, key: str, value: object) -> Problem | None:
     from redis.connection import parse_url
 
     try:
-        parse_url(value)
+        parse_url(value)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError) as exc:
         return Problem(
             E_BAD_URL,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import redis.exceptions
-
 try:
     from redis.exceptions import MaxConnectionsError as _PoolLimitError
 except ImportError:  # redis-py < 6 raises a plain ConnectionError for a full pool
@@ -67,9 +65,33 @@ class ResultNotReady(RedisConnError):
 
 
 class PipelineError(RedisConnError):
-    """One or more backends (or commands) of a pipeline failed; ``.errors`` maps name to error."""
+    """One or more backends (or commands) of a pipeline failed.
 
-    def __init__(self, errors: Mapping[str, BaseException]) -> None:
+    ``.errors`` maps each failing backend, by the first connection name queued on it, to the
+    backend's exception or, when only commands failed, to the first failed command's exception.
+    ``.failed_commands`` describes every command that did not succeed as ``"'users': HSET u{1}"``:
+    connection, command name and first key, never values (they may be secrets or personal data).
+    """
+
+    #: How many failed commands the message lists; ``.failed_commands`` has them all.
+    SHOWN_COMMANDS = 5
+
+    def __init__(
+        self, errors: Mapping[str, BaseException], *, failed_commands: Iterable[str] = ()
+    ) -> None:
         self.errors = dict(errors)
-        parts = [f"{name!r}: {type(err).__name__}: {err}" for name, err in self.errors.items()]
-        super().__init__("Pipeline failed on " + "; ".join(parts) + ".")
+        self.failed_commands = list(failed_commands)
+        # Each part loses its own final period so the sentences join cleanly.
+        parts = [
+            f"{name!r}: {type(err).__name__}: {str(err).rstrip('.')}"
+            for name, err in self.errors.items()
+        ]
+        message = "Pipeline failed on " + "; ".join(parts)
+        if self.failed_commands:
+            count = len(self.failed_commands)
+            shown = ", ".join(self.failed_commands[: self.SHOWN_COMMANDS])
+            more = count - self.SHOWN_COMMANDS
+            message += f". {count} command{'s' if count != 1 else ''} failed: {shown}"
+            if more > 0:
+                message += f" and {more} more"
+        super().__init__(message + ".")

@@ -3,9 +3,10 @@
 redis-py 8 (RESP3, maintenance notifications on) skips its "connection has data" check when a
 pool hands out a connection, so a pipeline interrupted between two replies (an exception in a
 callback, KeyboardInterrupt, a cancelled task) can leave replies on a pooled socket and the
-next command reads someone else's answer. These classes count replies owed: a pool releasing
-such a connection, or anyone sending on it, closes it first, so the stale replies are dropped
-with the socket.
+next command reads someone else's answer. These classes count replies owed; a pool releasing
+a connection that still owes replies closes it, so the stale replies go with the socket.
+(The check is at release, not at send: redis-py legitimately sends several commands before
+reading, e.g. in on_connect and in pub/sub.)
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ class ReplyAccounting:
     def replies_owed(self) -> int:
         return self._replies_owed
 
-    def _count_packed(self, commands: Iterable[Any]) -> list[Any]:
-        batch = list(commands) if not isinstance(commands, Sized) else commands
-        self._commands_packed = len(batch)  # type: ignore[arg-type]
-        return batch  # type: ignore[return-value]
+    def _count_packed(self, commands: Iterable[Any]) -> Iterable[Any]:
+        batch = commands if isinstance(commands, Sized) else list(commands)
+        self._commands_packed = len(batch)
+        return batch
 
     def _count_sent(self, single: bool) -> None:
         self._replies_owed += 1 if single else self._commands_packed
@@ -53,14 +54,10 @@ class _SyncGuard(ReplyAccounting):
         return super().pack_commands(self._count_packed(commands))  # type: ignore[misc]
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if self._replies_owed:
-            self.disconnect()  # type: ignore[attr-defined]
         super().send_packed_command(command, check_health)  # type: ignore[misc]
         self._count_sent(single=False)
 
     def send_command(self, *args: Any, **kwargs: Any) -> None:
-        if self._replies_owed:
-            self.disconnect()  # type: ignore[attr-defined]
         # send_command may run inside a batch's send (HELLO on connect): keep the batch's count.
         packed, self._commands_packed = self._commands_packed, 0
         try:
@@ -88,14 +85,10 @@ class _AsyncGuard(ReplyAccounting):
         return super().pack_commands(self._count_packed(commands))  # type: ignore[misc]
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if self._replies_owed:
-            await self.disconnect()
         await super().send_packed_command(command, check_health)  # type: ignore[misc]
         self._count_sent(single=False)
 
     async def send_command(self, *args: Any, **kwargs: Any) -> None:
-        if self._replies_owed:
-            await self.disconnect()
         packed, self._commands_packed = self._commands_packed, 0
         try:
             await super().send_command(*args, **kwargs)  # type: ignore[misc]
@@ -153,9 +146,7 @@ class AsyncGuardedSentinelConnection(_AsyncGuard, async_sentinel.SentinelManaged
     pass
 
 
-class AsyncGuardedSentinelSSLConnection(
-    _AsyncGuard, async_sentinel.SentinelManagedSSLConnection
-):
+class AsyncGuardedSentinelSSLConnection(_AsyncGuard, async_sentinel.SentinelManagedSSLConnection):
     pass
 
 

@@ -76,9 +76,9 @@ def check_connection(
         if spec.kind == "cluster":
             entry["nodes"], node_problems = _cluster_nodes(client, ping=ping)
             problems.extend(node_problems)
-        if ping and spec.kind == "sentinel" and entry["server"]:
-            if entry["server"].get("role") not in (None, "master"):
-                problems.append(f"sentinel primary answers as {entry['server']['role']}")
+        role = (entry["server"] or {}).get("role")
+        if spec.kind == "sentinel" and role not in (None, "master"):
+            problems.append(f"sentinel primary answers as {role}")
     except Exception as exc:  # a report shows every failure; it never raises one
         entry["status"] = "down"
         entry["error"] = _describe(exc, spec)
@@ -192,7 +192,10 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
             (name, c["kind"], c["target"], c["status"], ping, pool_text, server_text or "-")
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     for c in report["connections"]:
         if c["error"]:
             lines.append(f"{c['name']}: {c['error']}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 MASK = "***"
 _SECRET_QUERY_KEYS = frozenset({"password", "sentinel_password", "ssl_password"})
@@ -31,9 +31,17 @@ def mask_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
-            masked = [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs]
-            query = urlencode(masked, safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+            hidden = [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs]
+            query = urlencode(hidden, safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    # Built by hand: urlunsplit would drop the '//' of unix:///path.
+    rebuilt = f"{parts.scheme}://{netloc}{parts.path}"
+    if query:
+        rebuilt += f"?{query}"
+    if parts.fragment:
+        rebuilt += f"#{parts.fragment}"
+    return rebuilt
 
 
 def mask_text(text: str, secrets: tuple[str, ...] = ()) -> str:

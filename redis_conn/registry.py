@@ -13,8 +13,8 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from redis_conn.async_clients import AsyncClient, build_async_client
-from redis_conn.clients import Client, build_client
+from redis_conn.async_clients import AsyncClient, aclose_client, build_async_client
+from redis_conn.clients import Client, build_client, close_client
 from redis_conn.config import EMBEDDED_DEFAULT, ConnectionSpec, parse
 from redis_conn.exceptions import ConnectionNotFound
 
@@ -30,7 +30,9 @@ class ConnectionRegistry:
         self._loader: SettingsLoader | None = None
         self._specs: dict[str, ConnectionSpec] | None = None
         self._clients: dict[str, Client] = {}
-        self._async_clients: dict[int, tuple[asyncio.AbstractEventLoop, dict[str, AsyncClient]]] = {}
+        self._async_clients: dict[
+            int, tuple[asyncio.AbstractEventLoop, dict[str, AsyncClient]]
+        ] = {}
         self._fake_servers: dict[str, Any] = {}
         self._inherited: list[object] = []
         _track_for_fork(self)
@@ -145,7 +147,7 @@ class ConnectionRegistry:
         entry = self._async_clients.pop(id(asyncio.get_running_loop()), None)
         if entry is not None:
             for client in entry[1].values():
-                await client.aclose()
+                await aclose_client(client)
 
     def health(self, *, ping: bool = True, names: Iterable[str] | None = None) -> dict[str, Any]:
         """The health report of CONTRACT section 5 (what ``--json`` prints)."""
@@ -168,11 +170,11 @@ class ConnectionRegistry:
     def _close_clients(self) -> None:
         clients, self._clients = self._clients, {}
         for client in clients.values():
-            client.close()
+            close_client(client)
         loops, self._async_clients = self._async_clients, {}
         for loop, async_clients in loops.values():
-            for client in async_clients.values():
-                _close_async_client(loop, client)
+            for async_client in async_clients.values():
+                _close_async_client(loop, async_client)
 
     def _forget_closed_loops(self) -> None:
         for key, (loop, _) in list(self._async_clients.items()):
@@ -200,13 +202,13 @@ def _close_async_client(loop: asyncio.AbstractEventLoop, client: AsyncClient) ->
     except RuntimeError:
         running = None
     if running is loop:
-        task = loop.create_task(client.aclose())
+        task = loop.create_task(aclose_client(client))
         _background.add(task)
         task.add_done_callback(_background.discard)
     elif loop.is_running():
-        asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+        asyncio.run_coroutine_threadsafe(aclose_client(client), loop)
     else:
-        loop.run_until_complete(client.aclose())
+        loop.run_until_complete(aclose_client(client))
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -238,7 +240,7 @@ def add_registry_resolver(resolver: RegistryResolver) -> None:
 
 
 def current_registry() -> ConnectionRegistry:
-    """The active registry: a framework's (e.g. inside a Flask app context), else ``connections``."""
+    """The active registry: a framework's (inside a Flask app context), else ``connections``."""
     for resolver in _resolvers:
         registry = resolver()
         if registry is not None:

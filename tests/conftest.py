@@ -4,16 +4,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import (
-    ClusterDeployment,
-    RedisServer,
-    SentinelDeployment,
-    StandaloneFlush,
-    flush_session_servers,
-    make_tls_material,
-    register_session,
-    unregister_session,
-)
+
+try:
+    from servers import (
+        ClusterDeployment,
+        RedisServer,
+        SentinelDeployment,
+        StandaloneFlush,
+        flush_session_servers,
+        make_tls_material,
+        register_session,
+        unregister_session,
+    )
+except ModuleNotFoundError:  # tests/ became a package: import it by its package name
+    from tests.servers import (
+        ClusterDeployment,
+        RedisServer,
+        SentinelDeployment,
+        StandaloneFlush,
+        flush_session_servers,
+        make_tls_material,
+        register_session,
+        unregister_session,
+    )
 
 # =============================================================================
 # Real-server harness fixtures (see tests/README.md and tests/servers.py).

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import inspect
 import os
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -64,6 +66,19 @@ class HarnessError(RuntimeError):
 
 def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
+
+
+def _no_client_setinfo() -> dict[str, Any]:
+    """Client kwargs that skip CLIENT SETINFO (two round-trips less per probe)."""
+    params = inspect.signature(redis.Redis.__init__).parameters
+    if "driver_info" in params:  # redis-py >= 7.1; lib_name/lib_version are deprecated
+        return {"driver_info": None}
+    if "lib_name" in params:
+        return {"lib_name": None, "lib_version": None}
+    return {}
+
+
+_NO_CLIENT_SETINFO = _no_client_setinfo()
 
 
 # --------------------------------------------------------------------------- ports
@@ -336,13 +351,14 @@ class RedisServer:
 
     def probe_client(self, timeout: float = 2.0, **kwargs: Any) -> redis.Redis:
         """A client with short timeouts and no retries (for harness checks)."""
-        return self.client(
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=_no_retry(),
-            decode_responses=True,
-            **kwargs,
-        )
+        settings: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": _no_retry(),
+            "decode_responses": True,
+            **_NO_CLIENT_SETINFO,
+        }
+        return self.client(**{**settings, **kwargs})
 
     def ping(self, timeout: float = 2.0) -> bool:
         try:
@@ -638,68 +654,78 @@ class ClusterDeployment:
     def stop(self) -> None:
         stop_all(self.nodes)
 
-    def _roles(self) -> dict[int, list[Any]]:
-        roles = {}
+    def node_states(self) -> dict[int, tuple[dict[str, Any], list[Any]]]:
+        """``{port: (CLUSTER INFO, ROLE)}`` for every node (one round-trip each)."""
+        states = {}
         for n in self.nodes:
             with n.probe_client() as c:
-                roles[n.port] = c.execute_command("ROLE")
-        return roles
+                pipe = c.pipeline(transaction=False)
+                pipe.cluster("INFO")
+                pipe.execute_command("ROLE")
+                info, role = pipe.execute()
+            states[n.port] = (info, role)
+        return states
 
-    def health_problems(self) -> list[str]:
+    def health_problems(
+        self, states: dict[int, tuple[dict[str, Any], list[Any]]] | None = None
+    ) -> list[str]:
         """Everything that keeps the cluster from being healthy (empty list: healthy)."""
+        if states is None:
+            states = self.node_states()
         problems = []
         total = len(self.nodes)
-        for n in self.nodes:
-            with n.probe_client() as c:
-                info = c.cluster("INFO")
+        for port, (info, role) in states.items():
             if info.get("cluster_state") != "ok":
-                problems.append(f"{n.port}: cluster_state={info.get('cluster_state')}")
+                problems.append(f"{port}: cluster_state={info.get('cluster_state')}")
             if int(info.get("cluster_slots_ok", 0)) != CLUSTER_SLOTS:
-                problems.append(f"{n.port}: cluster_slots_ok={info.get('cluster_slots_ok')}")
+                problems.append(f"{port}: cluster_slots_ok={info.get('cluster_slots_ok')}")
             if int(info.get("cluster_known_nodes", 0)) != total:
-                problems.append(
-                    f"{n.port}: cluster_known_nodes={info.get('cluster_known_nodes')}"
-                )
-        roles = self._roles()
-        primaries = [p for p, r in roles.items() if r[0] == "master"]
-        if len(primaries) != self.expected_primaries:
-            problems.append(f"primaries are {primaries}")
-        for port, role in roles.items():
+                problems.append(f"{port}: cluster_known_nodes={info.get('cluster_known_nodes')}")
             if role[0] == "master":
                 linked = len(role[2])
                 if linked < self.replicas_per_primary:
                     problems.append(f"primary {port} has {linked} replicas attached")
             elif role[0] == "slave" and role[3] != "connected":
                 problems.append(f"replica {port} link to {role[2]} is {role[3]}")
+        primaries = sorted(p for p, (_, role) in states.items() if role[0] == "master")
+        if len(primaries) != self.expected_primaries:
+            problems.append(f"primaries are {primaries}")
         return problems
 
     def wait_healthy(self, timeout: float = CLUSTER_TIMEOUT) -> None:
-        """Wait until every node says cluster_state:ok with all slots served,
-        and every primary has its replicas attached."""
+        """Wait until every node says cluster_state:ok with all slots served, there
+        are 3 primaries and each has its replica attached; then record the current
+        roles in ``.primaries`` / ``.replicas``."""
         last: list[str] = []
+        states: dict[int, tuple[dict[str, Any], list[Any]]] = {}
 
         def healthy() -> bool:
-            nonlocal last
-            last = self.health_problems()
+            nonlocal last, states
+            states = self.node_states()
+            last = self.health_problems(states)
             return not last
 
         try:
             wait_until(healthy, timeout, lambda: f"cluster not healthy: {last}")
         except HarnessError as exc:
             raise self._fail(str(exc)) from exc
-        roles = self._roles()
-        self.primaries = sorted(p for p, r in roles.items() if r[0] == "master")
-        self.replicas = sorted(p for p, r in roles.items() if r[0] == "slave")
+        self.primaries = sorted(p for p, (_, r) in states.items() if r[0] == "master")
+        self.replicas = sorted(p for p, (_, r) in states.items() if r[0] == "slave")
 
     def flush(self) -> None:
-        """Restart dead nodes, wait for health, FLUSHALL every current primary."""
+        """Revive dead nodes, wait for health, FLUSHALL every current primary."""
         for n in self.nodes:
             n.ensure_running()
         self.wait_healthy(CLUSTER_TIMEOUT)
         for n in self.primary_nodes:
-            n.flushall()
-            with n.probe_client() as c:
-                c.execute_command("WAIT", self.replicas_per_primary, 1000)
+            try:
+                with n.probe_client(10.0) as c:
+                    pipe = c.pipeline(transaction=False)
+                    pipe.flushall()
+                    pipe.execute_command("WAIT", self.replicas_per_primary, 1000)
+                    pipe.execute()
+            except (redis.RedisError, OSError) as exc:
+                raise n.failure(f"FLUSHALL failed: {exc!r}") from exc
 
 
 # ------------------------------------------------------------------------ sentinel
@@ -842,9 +868,11 @@ class SentinelDeployment:
 
         def flushed() -> bool:
             primary = self.current_primary()
-            with primary.probe_client() as c:
-                c.flushall()  # ReadOnlyError while a failover is settling: retried
-                c.execute_command("WAIT", 1, 1000)
+            with primary.probe_client(10.0) as c:
+                pipe = c.pipeline(transaction=False)
+                pipe.flushall()  # ReadOnlyError while a failover is settling: retried
+                pipe.execute_command("WAIT", 1, 1000)
+                pipe.execute()
             return True
 
         try:
@@ -920,3 +948,11 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True
     return "\nState:\tZ" not in status
+
+
+# conftest imports this module as ``servers`` (tests/ is on sys.path); with
+# ``pythonpath = ["."]`` it is also reachable as ``tests.servers``. Make both names
+# one module object, so there is one registry, one set of handed-out ports, and
+# one HarnessError class.
+for _alias in ("servers", "tests.servers"):
+    sys.modules.setdefault(_alias, sys.modules[__name__])

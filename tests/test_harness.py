@@ -116,7 +116,7 @@ def test_tls_server_requires_the_ca(tls_server: RedisServer) -> None:
             url, ssl_ca_certs=tls_server.ca_cert, ssl_check_hostname=True
         ) as ok:
             assert ok.ping() is True
-            assert ok.info("server")["tcp_port"] == 0  # no plain-text port at all
+            assert ok.config_get("port") == {"port": "0"}  # no plain-text port at all
 
     # Without the CA the certificate does not verify.
     with (
@@ -360,11 +360,14 @@ def test_session_servers_are_stopped_even_when_tests_fail(tmp_path: Path) -> Non
             """
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR)}
+    ini = tmp_path / "pytest.ini"
+    ini.write_text("[pytest]\nfilterwarnings = error\n")
+    # Only pytest itself plus our conftest (as a plugin): no entry-point plugins.
+    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "conftest", "-q", "-p", "no:cacheprovider",
-         "-W", "error", "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "bt"),
-         str(test_file)],
+        [sys.executable, "-m", "pytest", "-c", str(ini), "--rootdir", str(tmp_path),
+         "-p", "conftest", "-p", "no:cacheprovider", "-q",
+         "--basetemp", str(tmp_path / "bt"), str(test_file)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -1,0 +1,1 @@
+"""An app-factory Flask site on redis_conn; see example_flask/app.py."""

@@ -1,0 +1,50 @@
+"""The Django app: settings go to the process-wide registry, lazily, and follow changes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core import checks
+from django.core.signals import setting_changed
+
+from redis_conn.registry import connections
+
+#: The Django setting holding the connections (CONTRACT section 1).
+SETTINGS_NAME = "REDIS_CONNECTIONS"
+
+
+def load_settings() -> Mapping[str, Any] | None:
+    """``settings.REDIS_CONNECTIONS``; ``None`` (the embedded fake default) when it is unset."""
+    value: Mapping[str, Any] | None = getattr(settings, SETTINGS_NAME, None)
+    return value
+
+
+def install() -> None:
+    """Point the process-wide registry at Django's settings; read on first use, not now.
+
+    The old pools are closed. ``ready()`` calls it, and so does every change of the setting
+    (``override_settings``), so tests can point the connections at other servers.
+    """
+    connections.use_settings(load_settings)
+
+
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTINGS_NAME:
+        install()
+
+
+class RedisConnConfig(AppConfig):
+    name = "redis_conn.django"
+    label = "redis_conn"
+    verbose_name = "Redis connections"
+
+    def ready(self) -> None:
+        from redis_conn.django.checks import check_settings
+
+        # Only the loader is installed here: settings are read when a connection is first used.
+        install()
+        checks.register(check_settings, "redis_conn")
+        setting_changed.connect(_setting_changed, dispatch_uid="redis_conn.setting_changed")

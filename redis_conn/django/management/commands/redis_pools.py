@@ -1,0 +1,57 @@
+"""``manage.py redis_pools``: the health report of every Redis connection (CONTRACT section 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from redis_conn.django.apps import load_settings
+from redis_conn.health import exit_code, render
+from redis_conn.registry import connections
+
+
+def configured_names() -> list[str]:
+    """The connection names in the settings, for ``--connection`` choices (no parsing needed)."""
+    raw = load_settings()
+    if raw is None:
+        return ["default"]
+    return [name for name in raw if isinstance(name, str)] if isinstance(raw, Mapping) else []
+
+
+class Command(BaseCommand):
+    help = (
+        "Show every Redis connection of REDIS_CONNECTIONS: kind, target (passwords masked), "
+        "status, PING time, pool use and server. Exits with status 0 when every connection "
+        "is reachable, 1 otherwise."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--connection",
+            action="append",
+            choices=configured_names(),
+            metavar="NAME",
+            help="Report only this connection; repeat for several. Default: all of them.",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print the report as JSON (the dict of redis_conn.connections.health()).",
+        )
+        parser.add_argument(
+            "--no-ping",
+            action="store_true",
+            help="Do not contact the servers: show the configuration and the pools only.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        names = options["connection"]
+        if names is not None:
+            names = list(dict.fromkeys(names))  # each once, in the order given
+        report = connections.health(ping=not options["no_ping"], names=names)
+        self.stdout.write(render(report, as_json=options["json"]))
+        if exit_code(report) != 0:
+            down = ", ".join(repr(c["name"]) for c in report["connections"] if c["status"] == "down")
+            raise CommandError(f"Redis connection unreachable: {down}.", returncode=1)

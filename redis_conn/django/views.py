@@ -1,0 +1,48 @@
+"""A health probe for load balancers and Kubernetes; off unless a URLconf routes to it.
+
+::
+
+    from redis_conn.django.views import health
+
+    urlpatterns = [path("healthz/redis/", health)]
+    # or only some connections:
+    urlpatterns = [path("readyz/", health, {"names": ["default", "users"]})]
+
+200 when every connection answers PING, else 503. Anonymous callers see only the overall
+status and each connection's name and status; staff users (``request.user.is_staff``) see the
+whole report of ``manage.py redis_pools --json``, which never holds a password either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from redis_conn.health import exit_code
+from redis_conn.registry import connections
+
+
+@never_cache
+@require_safe
+def health(request: HttpRequest, names: Sequence[str] | None = None) -> JsonResponse:
+    """PING every connection (or ``names``); JSON body, status 200 or 503, never cached."""
+    report = connections.health(ping=True, names=names)
+    body: dict[str, Any] = report if _is_staff(request) else public(report)
+    return JsonResponse(body, status=200 if exit_code(report) == 0 else 503)
+
+
+def public(report: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may see: statuses only (no targets, errors, pools or server details)."""
+    return {
+        "status": report["status"],
+        "connections": [{"name": c["name"], "status": c["status"]} for c in report["connections"]],
+    }
+
+
+def _is_staff(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)  # absent without django.contrib.auth's middleware
+    return bool(getattr(user, "is_staff", False))

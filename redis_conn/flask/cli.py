@@ -1,0 +1,52 @@
+"""``flask redis pools``: the health report of the current app's connections (CONTRACT 5).
+
+The report, its text and JSON forms and the exit status are :mod:`redis_conn.health`'s, shared
+with Django's ``manage.py redis_pools``.
+"""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from redis_conn.health import build_report, exit_code, render
+
+redis_cli = AppGroup("redis", help="Inspect this app's Redis connections (redis_conn).")
+
+
+@redis_cli.command("pools")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--connection",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Report only this connection; repeat for several. Default: every connection.",
+)
+@click.option(
+    "--no-ping",
+    is_flag=True,
+    help="Do not contact the servers: show the configuration and pool usage only.",
+)
+def pools(as_json: bool, names: tuple[str, ...], no_ping: bool) -> None:
+    """Show each connection's target, status, PING time, pool usage and server.
+
+    Exits with status 0 when every connection is reachable, 1 otherwise.
+    """
+    from redis_conn.flask.extension import app_registry
+
+    registry = app_registry(current_app)
+    configured = registry.names()
+    unknown = [name for name in names if name not in configured]
+    if unknown:
+        listed = ", ".join(repr(name) for name in configured)
+        raise click.BadParameter(
+            f"Redis connection {unknown[0]!r} is not configured. Configured connections: {listed}.",
+            param_hint="'--connection'",
+        )
+    # Each name once, in the order given.
+    wanted = list(dict.fromkeys(names)) or None
+    report = build_report(registry, ping=not no_ping, names=wanted)
+    click.echo(render(report, as_json=as_json))
+    click.get_current_context().exit(exit_code(report))

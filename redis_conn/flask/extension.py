@@ -1,0 +1,284 @@
+"""The Flask extension: each app's own connections, its request pipeline and the CLI.
+
+Per-app state lives in ``app.extensions["redis_conn"]`` and per-request state on ``g``, never
+on the extension object, so one :class:`RedisConn` serves any number of apps in a process.
+
+The request pipeline is sent by an ``after_request`` hook, registered in ``init_app``: after the
+view returned, before the response leaves. Flask runs ``after_request`` for error responses as
+well (``abort(404)``, an error handler's response, the 500 page), so commands are dropped where
+the exception is seen instead: by a thin wrapper around each view (installed the first time the
+view is dispatched), by the ``got_request_exception`` signal for exceptions Flask does not
+handle, and in ``teardown_request``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from flask import Flask, current_app, g, has_app_context, has_request_context, request
+from flask.signals import got_request_exception
+
+from redis_conn.exceptions import ConfigurationError
+from redis_conn.flask.cli import redis_cli
+from redis_conn.registry import ConnectionRegistry, add_registry_resolver
+from redis_conn.request_scope import ON_ERROR_CHOICES, OnError, RequestPipeline, add_scope_resolver
+
+if TYPE_CHECKING:
+    from flask.wrappers import Response
+
+    from redis_conn.clients import Client
+    from redis_conn.pipeline import Pipeline
+
+__all__ = ["EXTENSION_NAME", "ON_FLUSH_ERROR_SETTING", "SETTINGS_NAME", "RedisConn", "app_registry"]
+
+#: The key of ``app.extensions`` holding an app's state.
+EXTENSION_NAME = "redis_conn"
+#: The config key of the connections (CONTRACT section 1); absent: one FAKE "default".
+SETTINGS_NAME = "REDIS_CONNECTIONS"
+#: The config key saying what a failed flush of the request pipeline does: "raise" or "log".
+ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
+
+_G_SCOPE = "_redis_conn_request_pipeline"
+_GUARDED = "__redis_conn_guarded__"
+
+logger = logging.getLogger("redis_conn.request")
+
+
+@dataclass(frozen=True)
+class _AppState:
+    """What ``init_app`` keeps for one app in ``app.extensions["redis_conn"]``."""
+
+    extension: RedisConn
+    registry: ConnectionRegistry
+    on_flush_error: OnError
+
+
+class RedisConn:
+    """Named Redis connections for Flask apps (CONTRACT sections 1, 4 and 5).
+
+    ``rc = RedisConn(app)``, or ``rc = RedisConn()`` and ``rc.init_app(app)`` in an app factory.
+    ``rc.get(name)`` and ``rc[name]`` are the current app's clients; ``rc.request_pipeline`` is
+    the current request's pipeline, sent once after the view returns.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Validate ``app.config["REDIS_CONNECTIONS"]`` now and set up ``app``'s connections.
+
+        Raises :class:`~redis_conn.ConfigurationError` naming each connection and key at fault.
+        Pools are created lazily, on first use.
+        """
+        if EXTENSION_NAME in app.extensions:
+            raise RuntimeError(
+                "A 'RedisConn' instance has already been registered on this Flask app. Import "
+                "and use that instance instead of calling init_app() again; to change "
+                "REDIS_CONNECTIONS, create a new app."
+            )
+        on_flush_error = app.config.get(ON_FLUSH_ERROR_SETTING, "raise")
+        if on_flush_error not in ON_ERROR_CHOICES:
+            raise ConfigurationError(
+                [
+                    f"{ON_FLUSH_ERROR_SETTING} must be 'raise' or 'log', not {on_flush_error!r}.",
+                ]
+            )
+        registry = ConnectionRegistry()
+        registry.configure(app.config.get(SETTINGS_NAME))  # None: the embedded FAKE default
+        app.extensions[EXTENSION_NAME] = _AppState(self, registry, on_flush_error)
+
+        app.before_request(_guard_view)
+        app.after_request(_flush_request_pipeline)
+        app.teardown_request(_end_request_pipeline)
+        app.cli.add_command(redis_cli)
+        # Process-wide and idempotent: they answer only inside an app that has the extension.
+        add_registry_resolver(_current_app_registry)
+        add_scope_resolver(_current_request_scope)
+        got_request_exception.connect(_drop_on_unhandled_exception)
+
+    # -- the current app's connections ---------------------------------------------------
+
+    @property
+    def registry(self) -> ConnectionRegistry:
+        """The current app's :class:`~redis_conn.ConnectionRegistry` (names, health, close_all)."""
+        return self._state("RedisConn.registry").registry
+
+    def get(self, name: str = "default") -> Client:
+        """The current app's client for ``name``: the same object on every call."""
+        return self._state(f"RedisConn.get({name!r})").registry.get(name)
+
+    def __getitem__(self, name: str) -> Client:
+        return self._state(f"RedisConn[{name!r}]").registry.get(name)
+
+    @property
+    def request_pipeline(self) -> Pipeline:
+        """The current request's root pipeline on "default"; ``[name]`` for other connections.
+
+        Created on first use; sent once after the view returns, dropped if the view raises.
+        """
+        state = self._state("RedisConn.request_pipeline")
+        if not has_request_context():
+            raise RuntimeError(
+                "RedisConn.request_pipeline belongs to a request, and there is no request here. "
+                "Outside a request use 'with redis_conn.pipeline(name=...) as p:' and call "
+                "p.execute()."
+            )
+        return _request_scope(state).pipeline
+
+    def _state(self, used: str) -> _AppState:
+        if not has_app_context():
+            raise RuntimeError(
+                f"{used} was used outside of an application context, so there is no "
+                "app to take the connections from. Did you forget rc.init_app(app), or to push "
+                "an app context ('with app.app_context():')? Views and 'flask' commands have one."
+            )
+        state = current_app.extensions.get(EXTENSION_NAME)
+        if not isinstance(state, _AppState):
+            raise RuntimeError(
+                f"{used}: the Flask app {current_app.name!r} is not registered with "
+                "redis_conn. Did you forget to call rc.init_app(app) in the app factory?"
+            )
+        if state.extension is not self:
+            raise RuntimeError(
+                f"{used}: the Flask app {current_app.name!r} was registered with "
+                "another RedisConn instance. Import and use that instance instead."
+            )
+        return state
+
+    def __repr__(self) -> str:
+        return "<RedisConn>"
+
+
+def app_registry(app: Flask) -> ConnectionRegistry:
+    """The :class:`~redis_conn.ConnectionRegistry` that ``init_app`` made for ``app``."""
+    state = app.extensions.get(EXTENSION_NAME)
+    if not isinstance(state, _AppState):
+        raise RuntimeError(
+            f"The Flask app {app.name!r} is not registered with redis_conn. Did you forget to "
+            "call rc.init_app(app) in the app factory?"
+        )
+    return state.registry
+
+
+# -- resolvers: the core API inside an app context ---------------------------------------------
+
+
+def _current_state() -> _AppState | None:
+    if not has_app_context():
+        return None
+    state = current_app.extensions.get(EXTENSION_NAME)
+    return state if isinstance(state, _AppState) else None
+
+
+def _current_app_registry() -> ConnectionRegistry | None:
+    state = _current_state()
+    return None if state is None else state.registry
+
+
+def _current_request_scope() -> RequestPipeline | None:
+    if not has_request_context():
+        return None
+    state = _current_state()
+    return None if state is None else _request_scope(state)
+
+
+def _request_scope(state: _AppState) -> RequestPipeline:
+    scope: RequestPipeline | None = g.get(_G_SCOPE)
+    if scope is None:
+        scope = RequestPipeline(state.registry, description=f"{request.method} {request.path}")
+        setattr(g, _G_SCOPE, scope)
+    return scope
+
+
+# -- request hooks ------------------------------------------------------------------------------
+
+
+def _flush_request_pipeline(response: Response) -> Response:
+    """after_request: send the batch, once, before the response leaves."""
+    scope: RequestPipeline | None = g.get(_G_SCOPE)
+    if scope is not None:
+        state = _current_state()
+        on_error: OnError = "raise" if state is None else state.on_flush_error
+        # "raise": the PipelineError propagates and Flask answers 500 (and logs it).
+        scope.flush(on_error=on_error)
+    return response
+
+
+def _end_request_pipeline(exc: BaseException | None) -> None:
+    """teardown_request: forget the request's pipeline; drop what an exception left queued.
+
+    After a normal request ``after_request`` has flushed it and this changes nothing. A request
+    context pushed by hand (``app.test_request_context()``) is flushed here; a teardown hook
+    must not raise, so a failure is logged.
+    """
+    scope: RequestPipeline | None = g.pop(_G_SCOPE, None)
+    if scope is None:
+        return
+    if exc is None:
+        scope.flush(on_error="log")
+    else:
+        scope.discard()
+
+
+def _drop_queued(why: str) -> None:
+    """Drop what the request queued so far; an error handler may still queue and be sent."""
+    scope: RequestPipeline | None = g.get(_G_SCOPE)
+    if scope is not None and scope.started and not scope.finished:
+        root = scope.pipeline
+        if len(root):
+            logger.debug("Dropped %d queued Redis command(s) of %r: %s.", len(root), scope, why)
+        root.discard()
+
+
+def _drop_on_unhandled_exception(sender: Flask, exception: BaseException, **extra: Any) -> None:
+    if has_request_context() and isinstance(sender.extensions.get(EXTENSION_NAME), _AppState):
+        _drop_queued(f"unhandled {type(exception).__name__}")
+
+
+def _guard_view() -> None:
+    """before_request: make sure the view about to run drops the batch if it raises.
+
+    Flask turns ``abort()`` and exceptions with an error handler into ordinary responses, and
+    ``after_request`` cannot tell those from a view's own; only the view call itself can.
+    """
+    endpoint = request.endpoint
+    if endpoint is None:
+        return
+    views = current_app.view_functions
+    view = views.get(endpoint)
+    if view is not None and not getattr(view, _GUARDED, False):
+        views[endpoint] = cast(Any, _dropping_on_raise(view))
+
+
+def _dropping_on_raise(view: Callable[..., Any]) -> Callable[..., Any]:
+    guarded: Callable[..., Any]
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await view(*args, **kwargs)
+            except BaseException as exc:
+                _drop_queued(f"the view raised {type(exc).__name__}")
+                raise
+
+        guarded = guarded_async
+    else:
+
+        @functools.wraps(view)
+        def guarded_sync(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return view(*args, **kwargs)
+            except BaseException as exc:
+                _drop_queued(f"the view raised {type(exc).__name__}")
+                raise
+
+        guarded = guarded_sync
+    setattr(guarded, _GUARDED, True)
+    return guarded

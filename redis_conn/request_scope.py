@@ -1,0 +1,298 @@
+"""The pipeline of one web request, for any framework (Django's middleware and Flask use it).
+
+A :class:`RequestPipeline` is made per request and costs next to nothing: its root pipeline is
+created only when the request first queues a command. :func:`activate` makes it the current
+request's for the running thread or asyncio task (a ContextVar, so concurrent requests never
+see each other's commands); :func:`current_pipeline` returns its root from anywhere in the
+request. At the end of the request the framework calls :meth:`RequestPipeline.flush` (or
+:meth:`~RequestPipeline.aflush` on an event loop) after the view returned, or
+:meth:`~RequestPipeline.discard` if it raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any, Literal
+
+from redis_conn.exceptions import PipelineError
+
+if TYPE_CHECKING:
+    from redis_conn.pipeline import Pipeline
+    from redis_conn.registry import ConnectionRegistry
+
+__all__ = [
+    "ON_ERROR_CHOICES",
+    "PipelineProxy",
+    "RequestPipeline",
+    "activate",
+    "add_scope_resolver",
+    "current_pipeline",
+    "current_scope",
+    "deactivate",
+]
+
+logger = logging.getLogger("redis_conn.request")
+
+OnError = Literal["raise", "log"]
+#: What a failed flush may do: propagate the :class:`PipelineError`, or log it and go on.
+ON_ERROR_CHOICES: tuple[OnError, ...] = ("raise", "log")
+
+
+class RequestPipeline:
+    """One request's root pipeline, created on first use, flushed or discarded at the end.
+
+    ``registry``: the registry to resolve connection names in; ``None`` means the one current
+    when the root is created (:func:`redis_conn.registry.current_registry`). ``description``
+    (e.g. ``"GET /orders/"``) only goes into log messages.
+    """
+
+    __slots__ = ("_finished", "_registry", "_root", "description", "name")
+
+    def __init__(
+        self,
+        registry: ConnectionRegistry | None = None,
+        name: str = "default",
+        *,
+        description: str | None = None,
+    ) -> None:
+        self._registry = registry
+        self.name = name
+        self.description = description
+        self._root: Pipeline | None = None
+        self._finished: str | None = None  # "flushed" or "discarded" once the request is over
+
+    @property
+    def started(self) -> bool:
+        """Whether the root pipeline exists (something used it during this request)."""
+        return self._root is not None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the request is over: flushed or discarded; the pipeline is no longer usable."""
+        return self._finished is not None
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The root pipeline, created on first access (on connection ``name``)."""
+        if self._finished is not None:
+            raise RuntimeError(
+                f"The request pipeline{self._for()} was already {self._finished} when the "
+                "response left; a command queued now would never be sent. After the response "
+                "(e.g. in a streaming response's generator) use redis_conn.get_redis(name) or "
+                "a pipeline() of your own."
+            )
+        root = self._root
+        if root is None:
+            root = self._root = _new_root(self._registry, self.name)
+        return root
+
+    def flush(self, *, on_error: OnError = "raise") -> None:
+        """Send what is still queued, once, and end the request's pipeline.
+
+        Nothing is sent (and no connection is taken) when nothing was queued. A failure is
+        logged at ERROR on the ``redis_conn.request`` logger, naming the failed commands per
+        connection (command and key, never values), then re-raised unless ``on_error="log"``.
+        """
+        _check_on_error(on_error)
+        if self._finished is not None:
+            return
+        self._finished = "flushed"
+        root = self._root
+        if root is None or not len(root):
+            return
+        try:
+            root.execute()
+        except Exception as exc:
+            self._log_failure(exc, on_error)
+            if on_error == "raise":
+                raise
+
+    async def aflush(self, *, on_error: OnError = "raise") -> None:
+        """:meth:`flush` for an event loop: the round trips run in a worker thread.
+
+        When nothing was queued it returns at once, without a thread hop.
+        """
+        _check_on_error(on_error)
+        root = self._root
+        if self._finished is not None or root is None or not len(root):
+            self._finished = self._finished or "flushed"
+            return
+        await asyncio.to_thread(self.flush, on_error=on_error)
+
+    def discard(self) -> None:
+        """Drop everything still queued (the view raised) and end the request's pipeline."""
+        if self._finished is not None:
+            return
+        self._finished = "discarded"
+        if self._root is not None:
+            self._root.discard()
+
+    def _for(self) -> str:
+        return "" if self.description is None else f" of {self.description}"
+
+    def _log_failure(self, exc: Exception, on_error: OnError) -> None:
+        failed = _count_by_connection(getattr(exc, "failed_commands", ()))
+        if failed:
+            summary = "; ".join(
+                f"{connection}: {sum(commands.values())} "
+                f"({', '.join(_counted(c, n) for c, n in commands.items())})"
+                for connection, commands in failed.items()
+            )
+        elif isinstance(exc, PipelineError):
+            summary = ", ".join(repr(name) for name in exc.errors)
+        else:
+            summary = f"{type(exc).__name__}"
+        outcome = "the error propagates" if on_error == "raise" else "the response is kept"
+        logger.error(
+            "Redis request pipeline%s failed to flush (%s); failed commands per connection: %s.",
+            self._for(),
+            outcome,
+            summary,
+            exc_info=exc,
+            extra={"redis_failed_commands": {c: dict(n) for c, n in failed.items()}},
+        )
+
+    def __repr__(self) -> str:
+        state = self._finished or ("started" if self._root is not None else "unused")
+        return f"<RequestPipeline{self._for()} {state}>"
+
+
+class PipelineProxy:
+    """Stands for a request's root pipeline (``request.redis``), creating it on first use.
+
+    Attribute access, ``proxy[name]``, ``len()`` and ``isinstance()`` go to the root, so the
+    proxy can be passed as ``pipeline(proxy, name=...)``. After the request's flush every use
+    raises :class:`RuntimeError` instead of queueing commands that would never be sent.
+    """
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: RequestPipeline) -> None:
+        object.__setattr__(self, "_scope", scope)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._scope.pipeline, attr)
+
+    def __getitem__(self, name: str) -> Pipeline:
+        return self._scope.pipeline[name]  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        scope = self._scope
+        return len(scope.pipeline) if scope.started else 0
+
+    def __bool__(self) -> bool:
+        return True
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance(proxy, Pipeline) is True
+        return type(self._scope.pipeline)
+
+    async def aexecute(self) -> None:
+        """``execute()`` for async views: the round trips run in a worker thread."""
+        await asyncio.to_thread(self._scope.pipeline.execute)
+
+    def __repr__(self) -> str:
+        scope = self._scope
+        shown = repr(scope._root) if scope.started and not scope.finished else repr(scope)
+        return f"<PipelineProxy {shown}>"
+
+
+# -- the current request ---------------------------------------------------------------------
+
+_current: ContextVar[RequestPipeline | None] = ContextVar(
+    "redis_conn_request_pipeline", default=None
+)
+ScopeResolver = Callable[[], "RequestPipeline | None"]
+_resolvers: list[ScopeResolver] = []
+
+
+def activate(scope: RequestPipeline) -> Token[RequestPipeline | None]:
+    """Make ``scope`` the current request's pipeline in this thread or task."""
+    return _current.set(scope)
+
+
+def deactivate(token: Token[RequestPipeline | None]) -> None:
+    """Undo :func:`activate` (in the same thread or task)."""
+    _current.reset(token)
+
+
+def add_scope_resolver(resolver: ScopeResolver) -> None:
+    """Let a framework say where the current request's pipeline lives (Flask: ``g``).
+
+    Resolvers are asked, in order, only when no pipeline was activated in this context.
+    """
+    if resolver not in _resolvers:
+        _resolvers.append(resolver)
+
+
+def current_scope() -> RequestPipeline | None:
+    """The current request's :class:`RequestPipeline`, or ``None`` outside a request."""
+    scope = _current.get()
+    if scope is None:
+        for resolver in _resolvers:
+            scope = resolver()
+            if scope is not None:
+                break
+    return scope
+
+
+def current_pipeline() -> Pipeline | None:
+    """The current request's root pipeline (created on first use); ``None`` outside a request.
+
+    Library code can queue into it: ``pipeline(current_pipeline(), name="users")`` joins the
+    request's batch inside a request and runs on its own outside one.
+    """
+    scope = current_scope()
+    if scope is None or scope.finished:
+        return None
+    return scope.pipeline
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _new_root(registry: ConnectionRegistry | None, name: str) -> Pipeline:
+    from redis_conn.pipeline import pipeline
+
+    if registry is None:
+        return pipeline(name=name)
+    # The engine takes the current registry when a root is created: make ``registry`` current.
+    _install_registry_override()
+    token = _registry_override.set(registry)
+    try:
+        return pipeline(name=name)
+    finally:
+        _registry_override.reset(token)
+
+
+_registry_override: ContextVar[ConnectionRegistry | None] = ContextVar(
+    "redis_conn_registry_override", default=None
+)
+
+
+def _install_registry_override() -> None:
+    from redis_conn.registry import add_registry_resolver
+
+    add_registry_resolver(_registry_override.get)  # idempotent: the same bound method
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be 'raise' or 'log', not {on_error!r}.")
+
+
+def _count_by_connection(failed_commands: Any) -> dict[str, Counter[str]]:
+    """``["'users': INCR hits", ...]`` -> ``{"'users'": Counter({"INCR hits": 1})}``."""
+    counted: dict[str, Counter[str]] = {}
+    for text in failed_commands:
+        connection, _, command = str(text).partition(": ")
+        counted.setdefault(connection, Counter())[command or "?"] += 1
+    return counted
+
+
+def _counted(command: str, times: int) -> str:
+    return command if times == 1 else f"{command} x{times}"

@@ -1,0 +1,329 @@
+"""Pools that fail well: PoolExhausted naming the connection, honest counters, no poisoning."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from redis_conn import ConnectionRegistry, PoolExhausted
+
+
+@pytest.fixture
+def registry() -> Iterator[ConnectionRegistry]:
+    reg = ConnectionRegistry({"default": {"FAKE": True}})
+    yield reg
+    reg.close_all()
+
+
+def hold_connections(client: Any, count: int) -> list[Any]:
+    pool = client.connection_pool
+    return [pool.get_connection() for _ in range(count)]
+
+
+def test_non_blocking_pool_fails_at_once_naming_connection_and_limit(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure(
+        {"users": {"URL": redis_server.url, "MAX_CONNECTIONS": 2, "BLOCKING": False}}
+    )
+    r = registry.get("users")
+    held = hold_connections(r, 2)
+    started = time.monotonic()
+    with pytest.raises(PoolExhausted) as info:
+        r.get("k")
+    assert time.monotonic() - started < 0.5
+    assert isinstance(info.value, redis.exceptions.ConnectionError)
+    assert str(info.value) == (
+        "Redis connection 'users': pool exhausted, all connections are in use and the pool "
+        "does not block (BLOCKING=False); MAX_CONNECTIONS=2."
+    )
+    for conn in held:
+        r.connection_pool.release(conn)
+    assert r.get("k") is None
+
+
+def test_blocking_pool_waits_pool_timeout_then_fails(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure(
+        {"users": {"URL": redis_server.url, "MAX_CONNECTIONS": 1, "POOL_TIMEOUT": 0.3}}
+    )
+    r = registry.get("users")
+    (held,) = hold_connections(r, 1)
+    started = time.monotonic()
+    with pytest.raises(PoolExhausted) as info:
+        r.ping()
+    waited = time.monotonic() - started
+    assert 0.25 < waited < 2
+    assert str(info.value) == (
+        "Redis connection 'users': pool exhausted, no connection was released within "
+        "POOL_TIMEOUT=0.3s; MAX_CONNECTIONS=1."
+    )
+    r.connection_pool.release(held)
+    assert r.ping() is True
+
+
+def test_blocking_pool_hands_over_a_released_connection(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure(
+        {"users": {"URL": redis_server.url, "MAX_CONNECTIONS": 1, "POOL_TIMEOUT": 5}}
+    )
+    r = registry.get("users")
+    (held,) = hold_connections(r, 1)
+    threading.Timer(0.2, r.connection_pool.release, args=(held,)).start()
+    assert r.ping() is True
+    assert r.connection_pool.usage().created == 1
+
+
+def test_counters_under_threads_never_exceed_the_limit(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure({"default": {"URL": redis_server.url, "MAX_CONNECTIONS": 4}})
+    r = registry.get()
+    errors: list[BaseException] = []
+    peak = [0]
+
+    def hammer() -> None:
+        try:
+            for i in range(50):
+                r.incr("hits")
+                peak[0] = max(peak[0], r.connection_pool.usage().created)
+                if i % 10 == 0:
+                    r.blpop(["never"], timeout=0.01)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    usage = r.connection_pool.usage()
+    assert (usage.in_use, usage.idle) == (0, usage.created)
+    assert 1 <= usage.created <= 4 and peak[0] <= 4
+    assert int(r.get("hits")) == 16 * 50  # type: ignore[arg-type]
+
+
+def test_cluster_node_pool_exhaustion_names_the_connection(
+    registry: ConnectionRegistry, redis_cluster: Any
+) -> None:
+    registry.configure(
+        {
+            "cache": {
+                "URL": redis_cluster.url,
+                "CLUSTER": True,
+                "MAX_CONNECTIONS": 1,
+                "BLOCKING": False,
+            }
+        }
+    )
+    r = registry.get("cache")
+    r.set("a", 1)
+    node = r.get_node_from_key("a")
+    pool = node.redis_connection.connection_pool
+    (held,) = hold_connections(node.redis_connection, 1)
+    with pytest.raises(PoolExhausted, match="Redis connection 'cache': pool exhausted"):
+        r.get("a")
+    pool.release(held)
+    assert r.get("a") == b"1"
+
+
+def test_async_pool_exhaustion(registry: ConnectionRegistry, redis_server: Any) -> None:
+    import asyncio
+
+    registry.configure(
+        {
+            "nb": {"URL": redis_server.url, "MAX_CONNECTIONS": 1, "BLOCKING": False},
+            "bl": {"URL": redis_server.url, "MAX_CONNECTIONS": 1, "POOL_TIMEOUT": 0.2},
+        }
+    )
+
+    async def scenario() -> None:
+        for name, message in [
+            ("nb", "does not block"),
+            ("bl", "no connection was released within POOL_TIMEOUT=0.2s"),
+        ]:
+            r = registry.get_async(name)
+            held = await r.connection_pool.get_connection()
+            with pytest.raises(PoolExhausted, match=message) as info:
+                await r.ping()
+            assert info.value.connection_name == name
+            await r.connection_pool.release(held)
+            assert await r.ping() is True
+            assert r.connection_pool.usage().in_use == 0
+        await registry.aclose_async()
+
+    asyncio.run(scenario())
+
+
+def interrupt_second_reply(connection: Any) -> None:
+    """Fault injection on a real socket: the 2nd reply read raises KeyboardInterrupt."""
+    original = connection.read_response
+    calls = [0]
+
+    def read_response(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    connection.read_response = read_response
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_pipeline_interrupted_between_replies_never_poisons_the_pool(
+    registry: ConnectionRegistry, redis_server: Any, protocol: int
+) -> None:
+    registry.configure(
+        {
+            "default": {
+                "URL": redis_server.url,
+                "MAX_CONNECTIONS": 1,
+                "OPTIONS": {"protocol": protocol},
+            }
+        }
+    )
+    r = registry.get()
+    r.set("x", "A")
+    r.set("y", "B")
+    pool = r.connection_pool
+    (conn,) = hold_connections(r, 1)
+    pool.release(conn)
+    interrupt_second_reply(conn)
+    pipe = r.pipeline(transaction=False)
+    pipe.get("x").get("y").get("x")
+    with pytest.raises(KeyboardInterrupt):
+        pipe.execute()
+    del conn.read_response
+    # The same (only) connection is handed out again: it must not answer with 'B'.
+    assert r.get("x") == b"A"
+    assert r.get("y") == b"B"
+    assert pool.usage().in_use == 0
+
+
+def test_an_exception_in_a_response_callback_never_poisons_the_pool(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure({"default": {"URL": redis_server.url, "MAX_CONNECTIONS": 1}})
+    r = registry.get()
+    r.set("x", "A")
+    r.rpush("l", "1", "2")
+
+    class Boom(Exception):
+        pass
+
+    def explode(response: Any, **options: Any) -> Any:
+        raise Boom
+
+    pipe = r.pipeline(transaction=False)
+    pipe.get("x")
+    pipe.lrange("l", 0, -1)
+    pipe.get("x")
+    pipe.response_callbacks = {**pipe.response_callbacks, "LRANGE": explode}
+    with pytest.raises(Boom):
+        pipe.execute()
+    assert r.get("x") == b"A"
+    assert r.lrange("l", 0, -1) == [b"1", b"2"]
+
+
+def test_async_interrupted_pipeline_never_poisons_the_pool(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    import asyncio
+
+    registry.configure({"default": {"URL": redis_server.url, "MAX_CONNECTIONS": 1}})
+
+    async def scenario() -> None:
+        r = registry.get_async()
+        await r.set("x", "A")
+        await r.set("y", "B")
+        conn = await r.connection_pool.get_connection()
+        await r.connection_pool.release(conn)
+        original = conn.read_response
+        calls = [0]
+
+        async def read_response(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == 2:
+                raise asyncio.CancelledError
+            return await original(*args, **kwargs)
+
+        conn.read_response = read_response
+        pipe = r.pipeline(transaction=False)
+        pipe.get("x").get("y").get("x")
+        with pytest.raises(asyncio.CancelledError):
+            await pipe.execute()
+        del conn.read_response
+        assert await r.get("x") == b"A"
+        await registry.aclose_async()
+
+    asyncio.run(scenario())
+
+
+def test_socket_timeout_mid_batch_leaves_no_stale_reply(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure(
+        {
+            "default": {
+                "URL": redis_server.url,
+                "MAX_CONNECTIONS": 1,
+                "SOCKET_TIMEOUT": 0.2,
+                "RETRY": 0,
+            }
+        }
+    )
+    r = registry.get()
+    r.set("x", "A")
+    pipe = r.pipeline(transaction=False)
+    pipe.get("x")
+    pipe.blpop(["empty"], timeout=1)  # server answers after 1s, the socket gives up at 0.2s
+    pipe.get("x")
+    with pytest.raises(redis.exceptions.TimeoutError):
+        pipe.execute()
+    time.sleep(1.1)  # the late BLPOP reply has arrived on the old socket by now
+    assert r.get("x") == b"A"
+    assert r.lpush("empty", "z") == 1
+
+
+def test_fork_child_makes_its_own_connections(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure({"default": {"URL": redis_server.url}})
+    r = registry.get()
+    r.set("parent", "1")
+    parent_conn = r.connection_pool.get_connection()
+    parent_id = parent_conn.send_command("CLIENT", "ID") or parent_conn.read_response()
+    r.connection_pool.release(parent_conn)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its client id and whether it reused the parent's client
+        status = 1
+        try:
+            child = registry.get()
+            child_id = child.client_id()
+            same_object = child is r
+            child.set("child", "1")
+            os.write(write_fd, f"{child_id} {same_object}".encode())
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    os.close(write_fd)
+    child_id_text, same_object_text = os.read(read_fd, 100).decode().split()
+    os.close(read_fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert same_object_text == "False"
+    assert int(child_id_text) != parent_id
+    # The parent's pooled socket still answers for the parent, in step.
+    assert r.get("parent") == b"1"
+    assert r.get("child") == b"1"
+    assert r.client_id() == parent_id

@@ -1,0 +1,269 @@
+"""The registry against real servers: every connection kind, laziness, sharing, threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.cluster
+
+import redis_conn
+from redis_conn import ConfigurationError, ConnectionNotFound, ConnectionRegistry
+
+
+@pytest.fixture
+def registry() -> Iterator[ConnectionRegistry]:
+    reg = ConnectionRegistry({"default": {"FAKE": True}})
+    yield reg
+    reg.close_all()
+
+
+def client_count(server: Any) -> int:
+    with server.client() as raw:
+        return len(raw.client_list())
+
+
+def test_standalone_tcp(registry: ConnectionRegistry, redis_server: Any) -> None:
+    registry.configure({"default": {"URL": redis_server.url}})
+    r = registry.get("default")
+    assert isinstance(r, redis.Redis)
+    r.set("k", "v")
+    with redis_server.client() as raw:
+        assert raw.get("k") == b"v"
+
+
+def test_unix_socket(registry: ConnectionRegistry, redis_server: Any) -> None:
+    registry.configure({"sock": {"URL": redis_server.unix_url}})
+    assert registry.spec("sock").kind == "unix"
+    r = registry.get("sock")
+    r.set("via-socket", 1)
+    # The server sees the client arrive over its socket file, not TCP.
+    assert r.client_info()["addr"].startswith(redis_server.unix_socket)
+    with redis_server.client() as raw:
+        assert raw.get("via-socket") == b"1"
+
+
+def test_tls_verifies_the_server_with_the_given_ca(
+    registry: ConnectionRegistry, tls_server: Any
+) -> None:
+    registry.configure(
+        {
+            "tls": {"URL": tls_server.url, "OPTIONS": {"ssl_ca_certs": tls_server.ca_cert}},
+            "untrusted": {"URL": tls_server.url, "RETRY": 0},
+        }
+    )
+    assert registry.get("tls").ping() is True
+    # Verification is on by default: without our CA the handshake must fail.
+    with pytest.raises(redis.exceptions.ConnectionError, match="certificate verify failed"):
+        registry.get("untrusted").ping()
+
+
+def test_acl_user(registry: ConnectionRegistry, redis_server_b: Any) -> None:
+    registry.configure(
+        {
+            "acl": {"URL": redis_server_b.acl_url},
+            "wrong": {"URL": redis_server_b.acl_url.replace("app-s3cret-pw", "nope"), "RETRY": 0},
+        }
+    )
+    assert registry.get("acl").acl_whoami() == "app"
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        registry.get("wrong").ping()
+
+
+def test_fake_connections_get_one_server_each_and_aliases_share_it(
+    registry: ConnectionRegistry,
+) -> None:
+    registry.configure({"a": {"FAKE": True}, "b": {"FAKE": True}, "a2": {"ALIAS": "a"}})
+    registry.get("a").set("k", "a")
+    assert registry.get("b").get("k") is None
+    assert registry.get("a2").get("k") == b"a"
+
+
+def test_cluster_routes_keys_and_limits_each_node(
+    registry: ConnectionRegistry, redis_cluster: Any
+) -> None:
+    registry.configure({"cache": {"URL": redis_cluster.url, "CLUSTER": True, "MAX_CONNECTIONS": 7}})
+    r = registry.get("cache")
+    assert isinstance(r, redis.cluster.RedisCluster)
+    for i in range(30):
+        r.set(f"key:{i}", i)
+    assert [int(r.get(f"key:{i}")) for i in range(30)] == list(range(30))  # type: ignore[arg-type]
+    primaries = r.get_primaries()
+    assert len(primaries) == 3
+    for node in primaries:
+        pool = node.redis_connection.connection_pool
+        assert pool.max_connections == 7
+        assert pool.connection_name == "cache"
+
+
+def test_cluster_reads_from_replicas(registry: ConnectionRegistry, redis_cluster: Any) -> None:
+    registry.configure(
+        {"cache": {"URL": redis_cluster.url, "CLUSTER": True, "READ_FROM_REPLICAS": True}}
+    )
+    r = registry.get("cache")
+    r.set("rk", "v")
+    r.wait(1, 1000)  # type: ignore[no-untyped-call]
+    for _ in range(6):
+        assert r.get("rk") == b"v"
+    replica_reads = 0
+    for node in r.get_replicas():
+        stats = node.redis_connection.info("commandstats")
+        replica_reads += stats.get("cmdstat_get", {}).get("calls", 0)
+    assert replica_reads >= 6
+
+
+def test_sentinel_finds_the_primary(registry: ConnectionRegistry, redis_sentinel: Any) -> None:
+    registry.configure(
+        {"ha": {"SENTINELS": redis_sentinel.sentinels, "SERVICE_NAME": redis_sentinel.service_name}}
+    )
+    r = registry.get("ha")
+    r.set("ha-key", "1")
+    assert r.info("replication")["role"] == "master"
+    primary = redis_sentinel.primary_address()
+    assert primary is not None
+    with redis.Redis(*primary) as raw:
+        assert raw.get("ha-key") == b"1"
+
+
+def test_same_client_every_call_and_aliases_share_it(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure({"default": {"URL": redis_server.url}, "sessions": {"ALIAS": "default"}})
+    assert registry.get("default") is registry.get("default")
+    assert registry.get("sessions") is registry.get("default")
+    assert registry.names() == ["default", "sessions"]
+
+
+def test_two_names_with_one_url_do_not_share_a_pool(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure(
+        {"a": {"URL": redis_server.url}, "b": {"URL": redis_server.url, "MAX_CONNECTIONS": 2}}
+    )
+    assert registry.get("a").connection_pool is not registry.get("b").connection_pool
+    assert registry.get("b").connection_pool.max_connections == 2
+
+
+def test_pools_are_created_lazily(registry: ConnectionRegistry, redis_server: Any) -> None:
+    before = client_count(redis_server)
+    registry.configure(
+        {"default": {"URL": redis_server.url}, "down": {"URL": "redis://127.0.0.1:1"}}
+    )
+    assert registry.created_clients() == {}
+    registry.get("default")
+    assert client_count(redis_server) == before  # a client alone opens no socket
+    assert list(registry.created_clients()) == ["default"]
+
+
+def test_many_threads_get_one_client(registry: ConnectionRegistry, redis_server: Any) -> None:
+    registry.configure({"default": {"URL": redis_server.url}})
+    seen: list[object] = []
+    barrier = threading.Barrier(16)
+
+    def grab() -> None:
+        barrier.wait()
+        seen.append(registry.get("default"))
+
+    threads = [threading.Thread(target=grab) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(c) for c in seen}) == 1
+
+
+def test_unknown_name_lists_the_configured_ones(registry: ConnectionRegistry) -> None:
+    registry.configure({"default": {"FAKE": True}, "users": {"FAKE": True}})
+    with pytest.raises(ConnectionNotFound) as info:
+        registry.get("nope")
+    assert isinstance(info.value, KeyError)
+    assert str(info.value) == (
+        "Redis connection 'nope' is not configured. Configured connections: 'default', 'users'."
+    )
+
+
+def test_configure_replaces_the_set_and_closes_old_pools(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure({"default": {"URL": redis_server.url}})
+    old = registry.get("default")
+    old.ping()
+    assert old.connection_pool.usage().created == 1
+    registry.configure({"other": {"FAKE": True}})
+    assert registry.names() == ["other"]
+    # the old pool's socket is closed
+    conn = old.connection_pool._leased or None
+    assert conn is None
+    with redis_server.client() as raw:
+        names = [c["name"] for c in raw.client_list()]
+    assert len(names) == 1  # only the raw client itself
+    with pytest.raises(ConnectionNotFound):
+        registry.get("default")
+
+
+def test_invalid_configure_keeps_the_current_connections(registry: ConnectionRegistry) -> None:
+    registry.configure({"default": {"FAKE": True}})
+    registry.get("default").set("kept", 1)
+    with pytest.raises(ConfigurationError):
+        registry.configure({"default": {"URL": "nope://"}})
+    assert registry.get("default").get("kept") == b"1"
+
+
+def test_embedded_default_when_nothing_is_configured() -> None:
+    reg = ConnectionRegistry()
+    assert reg.spec("default").kind == "fake"
+    assert reg.get().ping() is True
+
+
+def test_settings_loader_is_read_lazily_once(redis_server: Any) -> None:
+    calls: list[int] = []
+
+    def load() -> dict[str, Any]:
+        calls.append(1)
+        return {"default": {"URL": redis_server.url}}
+
+    reg = ConnectionRegistry()
+    reg.use_settings(load)
+    assert calls == []
+    reg.get().ping()
+    reg.get().ping()
+    assert calls == [1]
+    reg.reload()
+    reg.get().ping()
+    assert calls == [1, 1]
+    reg.close_all()
+
+
+def test_module_level_api_uses_the_global_registry(redis_server: Any) -> None:
+    redis_conn.connections.configure(
+        {"default": {"URL": redis_server.url}, "u": {"ALIAS": "default"}}
+    )
+    try:
+        assert redis_conn.get_redis("u") is redis_conn.get_redis()
+        assert redis_conn.connections.names() == ["default", "u"]
+    finally:
+        redis_conn.connections.configure(None)
+
+
+def test_retry_and_health_check_come_from_settings(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure(
+        {"default": {"URL": redis_server.url, "RETRY": 5, "HEALTH_CHECK_INTERVAL": 7}}
+    )
+    kwargs = registry.get().connection_pool.connection_kwargs
+    assert kwargs["retry"].get_retries() == 5
+    assert kwargs["health_check_interval"] == 7
+
+
+def test_client_and_pool_reprs_hide_the_password(
+    registry: ConnectionRegistry, redis_server_b: Any
+) -> None:
+    registry.configure({"acl": {"URL": redis_server_b.acl_url}})
+    r = registry.get("acl")
+    assert "app-s3cret-pw" not in repr(r.connection_pool)
+    assert "app-s3cret-pw" not in repr(registry.spec("acl"))
+    assert "app-s3cret-pw" not in repr(r)
