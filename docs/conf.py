@@ -33,7 +33,7 @@ if not settings.configured:
 # -- project ---------------------------------------------------------------------------------
 project = "redis_conn"
 author = "the redis_conn authors"
-copyright = "the redis_conn authors"  # noqa: A001
+copyright = "the redis_conn authors"
 release = _version("redis_conn")
 version = ".".join(release.split(".")[:2])
 

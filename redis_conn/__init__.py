@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from redis_conn.async_pipeline import AsyncPipeline, async_pipeline
 from redis_conn.exceptions import (
     ConfigurationError,
     ConnectionNotFound,
@@ -10,17 +11,25 @@ from redis_conn.exceptions import (
     RedisConnError,
     ResultNotReady,
 )
+from redis_conn.pipeline import Future, Pipeline, pipeline
 from redis_conn.registry import ConnectionRegistry, connections, get_async_redis, get_redis
+from redis_conn.request_scope import current_pipeline
 
 __all__ = [
+    "AsyncPipeline",
     "ConfigurationError",
     "ConnectionNotFound",
     "ConnectionRegistry",
+    "Future",
+    "Pipeline",
     "PipelineError",
     "PoolExhausted",
     "RedisConnError",
     "ResultNotReady",
+    "async_pipeline",
     "connections",
+    "current_pipeline",
     "get_async_redis",
     "get_redis",
+    "pipeline",
 ]

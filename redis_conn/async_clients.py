@@ -17,11 +17,12 @@ import redis.asyncio.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.clients import pool_kwargs, replica_reads
 from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import PoolExhausted
-from redis_conn.guarded import async_connection_class, owes_replies
+from redis_conn.guarded import async_connection_class, name_error, owes_replies
 from redis_conn.pools import PoolUsage
 
 try:
@@ -53,7 +54,9 @@ class _AsyncGuardedPoolMixin:
 
     def make_connection(self) -> Any:
         self._made += 1
-        return super().make_connection()  # type: ignore[misc]
+        connection = super().make_connection()  # type: ignore[misc]
+        connection.connection_name = self.connection_name
+        return connection
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if self.blocking:
@@ -125,6 +128,9 @@ class AsyncNamedRedisCluster(redis.asyncio.cluster.RedisCluster):
                 raise
             limit = int(self.connection_kwargs.get("max_connections", 0))
             raise PoolExhausted(self.connection_name, limit) from exc
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            name_error(exc, self.connection_name)
+            raise
 
 
 def make_async_retry(spec: ConnectionSpec) -> AsyncRetry:

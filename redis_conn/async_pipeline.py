@@ -20,7 +20,9 @@ from redis_conn.pipeline import (
     Future,
     PipelineBase,
     Root,
+    Work,
     check_parent,
+    fail_unanswered,
     fail_unsettled,
     interrupted,
     raise_failures,
@@ -102,36 +104,43 @@ async def _close(connection: Any) -> None:
         await connection.disconnect(nowait=True)
 
 
-async def _send_plain(client: Any, futures: list[Future[Any]]) -> BaseException | None:
+async def _send_plain(client: Any, name: str, futures: list[Future[Any]]) -> BaseException | None:
     pool = client.connection_pool
     connection = await _checkout(pool)
+    reading = -1  # the reply being read; -1 while sending
     try:
         await connection.send_packed_command(connection.pack_commands([f._args for f in futures]))
         parse = client.parse_response
         first_error: BaseException | None = None
-        for future in futures:
+        for reading, future in enumerate(futures):  # noqa: B007 (read in the handler)
             try:
                 future._set(await parse(connection, future._args[0], **future._options))
             except ResponseError as exc:
                 future._fail_command(exc)
                 first_error = first_error or exc
         return first_error
-    except BaseException:
+    except BaseException as exc:
         await _close(connection)
+        if reading >= 0:
+            fail_unanswered(name, futures[reading:], exc)
         raise
     finally:
         await pool.release(connection)
 
 
-async def _send_transaction(client: Any, futures: list[Future[Any]]) -> BaseException | None:
+async def _send_transaction(
+    client: Any, name: str, futures: list[Future[Any]]
+) -> BaseException | None:
     sent = settle_unsent_empty(futures)
     if not sent:
         return None
     pool = client.connection_pool
     connection = await _checkout(pool)
+    reading = False
     try:
         commands = [("MULTI",), *(f._args for f in sent), ("EXEC",)]
         await connection.send_packed_command(connection.pack_commands(commands))
+        reading = True
         parse = client.parse_response
         await parse(connection, "_")  # MULTI's OK; an error here fails the whole batch
         queue_errors: dict[int, ResponseError] = {}
@@ -145,8 +154,10 @@ async def _send_transaction(client: Any, futures: list[Future[Any]]) -> BaseExce
             exec_reply = await parse(connection, "_")
         except ExecAbortError as exc:
             exec_reply = exc
-    except BaseException:
+    except BaseException as exc:
         await _close(connection)
+        if reading:  # whether EXEC ran is unknown
+            fail_unsettled(sent, interrupted(name, exc))
         raise
     finally:
         await pool.release(connection)
@@ -169,8 +180,8 @@ async def _send_batch(root: Root, name: str, futures: list[Future[Any]]) -> Base
         if isinstance(client, AsyncRedisCluster):
             return await _send_cluster(client, futures, root.transaction)
         if root.transaction:
-            return await _send_transaction(client, futures)
-        return await _send_plain(client, futures)
+            return await _send_transaction(client, name, futures)
+        return await _send_plain(client, name, futures)
     except Exception as exc:
         fail_unsettled(futures, exc)
         return exc
@@ -179,9 +190,7 @@ async def _send_batch(root: Root, name: str, futures: list[Future[Any]]) -> Base
         raise
 
 
-async def _send_all(
-    root: Root, work: list[tuple[str, list[Future[Any]]]]
-) -> list[BaseException | None]:
+async def _send_all(root: Root, work: Work) -> list[BaseException | None]:
     if len(work) == 1:
         return [await _send_batch(root, *work[0])]
     # gather finishes only when every batch has: a cancelled execute still settles them all.

@@ -18,14 +18,30 @@ import redis.asyncio.connection as async_connection
 import redis.asyncio.sentinel as async_sentinel
 import redis.connection
 import redis.sentinel
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+_NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
+
+
+def name_error(exc: BaseException, connection_name: str) -> None:
+    """Prefix a network error's message with the connection it happened on (once)."""
+    prefix = f"Redis connection {connection_name!r}: "
+    if connection_name and exc.args and not str(exc.args[0]).startswith(prefix):
+        exc.args = (prefix + str(exc.args[0]), *exc.args[1:])
 
 
 class ReplyAccounting:
-    """Counts commands sent and replies read on one connection."""
+    """Counts commands sent and replies read on one connection, and knows its name.
+
+    ``connection_name`` is set by the pool that makes the connection, so that every network
+    error says which configured connection failed, not just host and port.
+    """
 
     _replies_owed = 0
     _commands_packed = 0
+    connection_name = ""
 
     @property
     def replies_owed(self) -> int:
@@ -50,11 +66,22 @@ class ReplyAccounting:
 
 
 class _SyncGuard(ReplyAccounting):
+    def connect(self) -> None:
+        try:
+            super().connect()  # type: ignore[misc]
+        except _NETWORK_ERRORS as exc:
+            name_error(exc, self.connection_name)
+            raise
+
     def pack_commands(self, commands: Iterable[Any]) -> Any:
         return super().pack_commands(self._count_packed(commands))  # type: ignore[misc]
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        super().send_packed_command(command, check_health)  # type: ignore[misc]
+        try:
+            super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except _NETWORK_ERRORS as exc:
+            name_error(exc, self.connection_name)
+            raise
         self._count_sent(single=False)
 
     def send_command(self, *args: Any, **kwargs: Any) -> None:
@@ -72,6 +99,9 @@ class _SyncGuard(ReplyAccounting):
         except ResponseError:
             self._count_read()  # an error reply is a reply
             raise
+        except _NETWORK_ERRORS as exc:
+            name_error(exc, self.connection_name)
+            raise
         self._count_read()
         return response
 
@@ -81,11 +111,22 @@ class _SyncGuard(ReplyAccounting):
 
 
 class _AsyncGuard(ReplyAccounting):
+    async def connect(self) -> None:
+        try:
+            await super().connect()  # type: ignore[misc]
+        except _NETWORK_ERRORS as exc:
+            name_error(exc, self.connection_name)
+            raise
+
     def pack_commands(self, commands: Iterable[Any]) -> Any:
         return super().pack_commands(self._count_packed(commands))  # type: ignore[misc]
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        try:
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except _NETWORK_ERRORS as exc:
+            name_error(exc, self.connection_name)
+            raise
         self._count_sent(single=False)
 
     async def send_command(self, *args: Any, **kwargs: Any) -> None:
@@ -101,6 +142,9 @@ class _AsyncGuard(ReplyAccounting):
             response = await super().read_response(*args, **kwargs)  # type: ignore[misc]
         except ResponseError:
             self._count_read()
+            raise
+        except _NETWORK_ERRORS as exc:
+            name_error(exc, self.connection_name)
             raise
         self._count_read()
         return response

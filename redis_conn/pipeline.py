@@ -45,6 +45,7 @@ from redis_conn.registry import ConnectionRegistry, current_registry
 __all__ = ["Future", "Pipeline", "PipelineBase", "pipeline"]
 
 T = TypeVar("T")
+P = TypeVar("P", bound="PipelineBase")
 
 _PENDING, _VALUE, _ERROR, _DISCARDED = 0, 1, 2, 3
 
@@ -163,6 +164,10 @@ class _Batch:
         self.futures: list[Future[Any]] = []
 
 
+#: What one execute sends: (connection name, futures) per backend.
+Work = list[tuple[str, list[Future[Any]]]]
+
+
 class Root:
     """What a root pipeline and everything nested in it share; nothing is shared across roots."""
 
@@ -183,7 +188,7 @@ class Root:
                 batch = self.batches.setdefault(backend, _Batch(name))
         return batch
 
-    def take(self) -> list[tuple[str, list[Future[Any]]]]:
+    def take(self) -> Work:
         """Empty the queue: (connection name, futures) per backend that has commands."""
         with self.lock:
             work = []
@@ -307,7 +312,7 @@ class PipelineBase(_CommandMethods):
             self._pending.append(future)
         return future
 
-    def __getitem__(self, name: str) -> PipelineBase:
+    def __getitem__(self: P, name: str) -> P:
         """This pipeline, queueing on connection ``name`` (same queue, same execute)."""
         view = object.__new__(type(self))
         view.__dict__.update(self.__dict__)
@@ -555,9 +560,18 @@ def fail_unsettled(futures: list[Future[Any]], error: BaseException) -> None:
             future._fail(error)
 
 
-def raise_failures(
-    work: list[tuple[str, list[Future[Any]]]], errors: list[BaseException | None]
-) -> None:
+def fail_unanswered(name: str, futures: list[Future[Any]], exc: BaseException) -> None:
+    """A batch broke off while reading its replies (``futures[0]``'s was being read).
+
+    That command gets the error itself (a timeout, say); the later ones were never answered:
+    they get an "interrupted" error saying they may or may not have run.
+    """
+    if isinstance(exc, Exception) and not futures[0].done():
+        futures[0]._fail(exc)
+    fail_unsettled(futures, interrupted(name, exc))
+
+
+def raise_failures(work: Work, errors: list[BaseException | None]) -> None:
     """Raise one PipelineError naming every failed backend and command, if any failed."""
     failed = {
         name: error for (name, _), error in zip(work, errors, strict=True) if error is not None
@@ -587,37 +601,42 @@ else:  # redis-py 5 requires a command name
         return pool.get_connection("PIPELINE")
 
 
-def _send_plain(client: Any, futures: list[Future[Any]]) -> BaseException | None:
+def _send_plain(client: Any, name: str, futures: list[Future[Any]]) -> BaseException | None:
     pool = client.connection_pool
     connection = checkout(pool)
+    reading = -1  # the reply being read; -1 while sending
     try:
         connection.send_packed_command(connection.pack_commands([f._args for f in futures]))
         parse = client.parse_response
         first_error: BaseException | None = None
-        for future in futures:
+        for reading, future in enumerate(futures):  # noqa: B007 (read in the handler)
             try:
                 future._set(parse(connection, future._args[0], **future._options))
             except ResponseError as exc:
                 future._fail_command(exc)
                 first_error = first_error or exc
         return first_error
-    except BaseException:
+    except BaseException as exc:
         # Replies may still be owed on this socket: close it rather than pool it.
         connection.disconnect()
+        if reading >= 0:
+            fail_unanswered(name, futures[reading:], exc)
         raise
     finally:
         pool.release(connection)
 
 
-def _send_transaction(client: Any, futures: list[Future[Any]]) -> BaseException | None:
+def _send_transaction(client: Any, name: str, futures: list[Future[Any]]) -> BaseException | None:
     sent = settle_unsent_empty(futures)
     if not sent:
         return None
     pool = client.connection_pool
     connection = checkout(pool)
+    reading = False
     try:
         commands = [("MULTI",), *(f._args for f in sent), ("EXEC",)]
         connection.send_packed_command(connection.pack_commands(commands))
+        reading = True
         parse = client.parse_response
         parse(connection, "_")  # MULTI's OK; an error here fails the whole batch
         queue_errors: dict[int, ResponseError] = {}
@@ -630,8 +649,10 @@ def _send_transaction(client: Any, futures: list[Future[Any]]) -> BaseException 
             exec_reply = parse(connection, "_")
         except ExecAbortError as exc:
             exec_reply = exc
-    except BaseException:
+    except BaseException as exc:
         connection.disconnect()
+        if reading:  # whether EXEC ran is unknown
+            fail_unsettled(sent, interrupted(name, exc))
         raise
     finally:
         pool.release(connection)
@@ -658,10 +679,10 @@ def _send_cluster_transaction(
             f"hash slot, this batch spans {len(slots)}; give the keys one hash tag ({{user1}})."
         )
     if not slots:
-        return _send_transaction(client, futures)  # only locally answered commands
+        return _send_transaction(client, name, futures)  # only locally answered commands
     node = client.nodes_manager.get_node_from_slot(slots.pop())
-    error = _send_transaction(client.get_redis_connection(node), futures)
-    if isinstance(error, MovedError) or isinstance(getattr(error, "__context__", None), MovedError):
+    error = _send_transaction(client.get_redis_connection(node), name, futures)
+    if isinstance(error, MovedError):
         client.nodes_manager.initialize()  # the slot moved: the next batch finds its node
     return error
 
@@ -675,8 +696,8 @@ def send_batch(root: Root, name: str, futures: list[Future[Any]]) -> BaseExcepti
                 return _send_cluster_transaction(client, name, futures)
             return _send_cluster(client, futures)
         if root.transaction:
-            return _send_transaction(client, futures)
-        return _send_plain(client, futures)
+            return _send_transaction(client, name, futures)
+        return _send_plain(client, name, futures)
     except Exception as exc:
         fail_unsettled(futures, exc)
         return exc
@@ -722,23 +743,30 @@ _executor = _SharedExecutor(min(32, (os.cpu_count() or 1) + 4))
 os.register_at_fork(after_in_child=_executor.forget)
 
 
-def _send_all(root: Root, work: list[tuple[str, list[Future[Any]]]]) -> list[BaseException | None]:
+def _send_all(root: Root, work: Work) -> list[BaseException | None]:
     pool = _executor.get() if len(work) > 1 else None
     if pool is None:  # one backend (or serial mode): no thread hop at all
-        errors: list[BaseException | None] = []
-        interrupt: BaseException | None = None
-        for name, futures in work:
-            try:
-                errors.append(send_batch(root, name, futures))
-            except BaseException as exc:  # as with threads: the other backends still run
-                interrupt = interrupt or exc
-                errors.append(None)
-        if interrupt is not None:
-            raise interrupt
-        return errors
-    others = [pool.submit(send_batch, root, name, futures) for name, futures in work[1:]]
+        return _send_one_by_one(root, work)
+    try:
+        others = [pool.submit(send_batch, root, name, futures) for name, futures in work[1:]]
+    except RuntimeError:  # the interpreter is shutting down: no new threads
+        return _send_one_by_one(root, work)
     try:
         first = send_batch(root, *work[0])
     finally:
         wait_all(others)  # even when interrupted: never raise while other batches still run
     return [first, *(other.result() for other in others)]
+
+
+def _send_one_by_one(root: Root, work: Work) -> list[BaseException | None]:
+    errors: list[BaseException | None] = []
+    interrupt: BaseException | None = None
+    for name, futures in work:
+        try:
+            errors.append(send_batch(root, name, futures))
+        except BaseException as exc:  # as with threads: the other backends still run
+            interrupt = interrupt or exc
+            errors.append(None)
+    if interrupt is not None:
+        raise interrupt
+    return errors

@@ -92,6 +92,7 @@ class _GuardedPoolMixin(_Permits):
 
     def make_connection(self) -> Any:
         connection = super().make_connection()  # type: ignore[misc]
+        connection.connection_name = self.connection_name
         with self._usage_lock:
             self._made += 1
         return connection

@@ -16,13 +16,11 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from redis_conn.exceptions import PipelineError
-
-if TYPE_CHECKING:
-    from redis_conn.pipeline import Pipeline
-    from redis_conn.registry import ConnectionRegistry
+from redis_conn.pipeline import Pipeline, pipeline
+from redis_conn.registry import ConnectionRegistry, add_registry_resolver
 
 __all__ = [
     "ON_ERROR_CHOICES",
@@ -170,6 +168,7 @@ class PipelineProxy:
     """
 
     __slots__ = ("_scope",)
+    _scope: RequestPipeline
 
     def __init__(self, scope: RequestPipeline) -> None:
         object.__setattr__(self, "_scope", scope)
@@ -178,7 +177,7 @@ class PipelineProxy:
         return getattr(self._scope.pipeline, attr)
 
     def __getitem__(self, name: str) -> Pipeline:
-        return self._scope.pipeline[name]  # type: ignore[return-value]
+        return self._scope.pipeline[name]
 
     def __len__(self) -> int:
         scope = self._scope
@@ -256,8 +255,6 @@ def current_pipeline() -> Pipeline | None:
 
 
 def _new_root(registry: ConnectionRegistry | None, name: str) -> Pipeline:
-    from redis_conn.pipeline import pipeline
-
     if registry is None:
         return pipeline(name=name)
     # The engine takes the current registry when a root is created: make ``registry`` current.
@@ -275,8 +272,6 @@ _registry_override: ContextVar[ConnectionRegistry | None] = ContextVar(
 
 
 def _install_registry_override() -> None:
-    from redis_conn.registry import add_registry_resolver
-
     add_registry_resolver(_registry_override.get)  # idempotent: the same bound method
 
 

@@ -16,7 +16,9 @@ try:
         register_session,
         unregister_session,
     )
-except ModuleNotFoundError:  # tests/ became a package: import it by its package name
+except ModuleNotFoundError as exc:  # tests/ became a package: import it by its package name
+    if exc.name != "servers":
+        raise
     from tests.servers import (
         ClusterDeployment,
         RedisServer,

@@ -28,6 +28,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -128,8 +129,20 @@ class TLSMaterial:
         self.server_cert = directory / "server.crt"
         self.server_key = directory / "server.key"
 
+        self._context: ssl.SSLContext | None = None
+
     def __repr__(self) -> str:
         return f"TLSMaterial({str(self.dir)!r})"
+
+    def client_context(self) -> ssl.SSLContext:
+        """A cached client context trusting only our CA (hostname checked).
+
+        redis-py builds a context per connection and loads the system CA store
+        into it each time (~70 ms here); the harness's own flushes avoid that.
+        """
+        if self._context is None:
+            self._context = ssl.create_default_context(cafile=str(self.ca_cert))
+        return self._context
 
 
 _OPENSSL_CNF = """\
@@ -216,13 +229,14 @@ class RedisServer:
         unix_socket: bool = False,
         acl: tuple[str, str] | None = None,
         cluster: bool = False,
-        sentinel_config: str | None = None,
+        sentinel_config: Callable[[int], str] | None = None,
         start_timeout: float = START_TIMEOUT,
     ) -> None:
         self.name = name
         self.host = HOST
         self.dir = Path(base_dir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._auto_port = port is None
         self.port = port if port is not None else free_port(cluster_bus=cluster)
         self.log_path = self.dir / "redis.log"
         self.tls = tls
@@ -236,14 +250,15 @@ class RedisServer:
             if len(str(sock_path)) > 100:  # sun_path is 108 bytes
                 sock_path = Path(tempfile.mkdtemp(prefix="redis-sock-")) / "redis.sock"
             self.unix_socket = str(sock_path)
-        self.config_path: Path | None = None
-        if sentinel_config is not None:
-            # Written once: sentinel rewrites it with its state, which a restart keeps.
-            self.config_path = self.dir / "sentinel.conf"
-            self.config_path.write_text(sentinel_config)
-        self._extra_args = list(extra_args)
+        # A sentinel's config, ``sentinel_config(port)``, is written until the first
+        # successful start; after that sentinel rewrites it with its state, which a
+        # restart keeps.
+        self._sentinel_config = sentinel_config
+        self.config_path = self.dir / "sentinel.conf" if sentinel_config else None
+        self.extra_args = list(extra_args)
         self._proc: subprocess.Popen[bytes] | None = None
         self._paused = False
+        self._ever_ready = False
         self.starts = 0
 
     # ---- description
@@ -283,6 +298,18 @@ class RedisServer:
         kind = "sentinel" if self.is_sentinel else "cluster node" if self.cluster else "server"
         tls = " (TLS)" if self.tls else ""
         return f"redis {kind} {self.name!r}{tls} on {self.host}:{self.port} (dir {self.dir})"
+
+    def last_start_log(self) -> str:
+        """The log written since the latest harness start marker."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return text.rsplit("==== harness start #", 1)[-1]
+
+    def port_clash(self) -> bool:
+        """Did the latest start fail because its port (or cluster bus port) was taken?"""
+        return "Address already in use" in self.last_start_log()
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
@@ -335,7 +362,7 @@ class RedisServer:
                 "--cluster-config-file", str(self.dir / "nodes.conf"),
                 "--cluster-node-timeout", "2000",
             ]  # fmt: skip
-        return args + self._extra_args
+        return args + self.extra_args
 
     # ---- clients
     def connection_kwargs(self) -> dict[str, Any]:
@@ -375,6 +402,9 @@ class RedisServer:
         if self._proc is not None:
             self._proc.wait()
         self.starts += 1
+        if self._sentinel_config is not None and not self._ever_ready:
+            assert self.config_path is not None
+            self.config_path.write_text(self._sentinel_config(self.port))
         cmd = self.command()
         with open(self.log_path, "ab") as log:
             log.write(f"\n==== harness start #{self.starts}: {cmd!r}\n".encode())
@@ -405,10 +435,11 @@ class RedisServer:
                 _live_servers.discard(self)
                 raise self.failure(f"exited with code {code} during start-up")
             try:
-                with self.probe_client(1.0) as c:
+                with self.probe_client(0.5) as c:
                     # Check the answer comes from *our* process, not a squatter on the port.
                     answering_pid = int(c.info("server")["process_id"])
                 if answering_pid == proc.pid:
+                    self._ever_ready = True
                     return
                 last_error = HarnessError(f"port answered by another process (pid {answering_pid})")
             except (redis.RedisError, OSError) as exc:
@@ -422,9 +453,28 @@ class RedisServer:
             time.sleep(0.02)
 
     def start(self) -> RedisServer:
+        """Spawn and wait for PING. If the port turns out to be taken (another test
+        run raced us for it), retry: on a fresh port if the port was picked
+        automatically and the server never ran, on the same port a bit later if it
+        ran before (a restart); a port given by the caller is not retried."""
         self.spawn()
-        self.wait_ready()
+        self._wait_ready_or_retry()
         return self
+
+    def _wait_ready_or_retry(self, timeout: float | None = None, attempts: int = 5) -> None:
+        for attempt in range(attempts):
+            try:
+                self.wait_ready(timeout)
+                return
+            except HarnessError:
+                retryable = self.port_clash() and (self._auto_port or self._ever_ready)
+                if attempt == attempts - 1 or self.is_running or not retryable:
+                    raise
+            if self._ever_ready:  # a restart: the port is ours, wait for it to be free
+                time.sleep(0.2 * (attempt + 1))
+            else:
+                self.port = free_port(cluster_bus=self.cluster)
+            self.spawn()
 
     def _terminate(self) -> None:
         if self.is_running:
@@ -462,7 +512,7 @@ class RedisServer:
         """Stop it if running, then start it on the same port and wait for PING."""
         self.stop()
         self.spawn()
-        self.wait_ready(timeout)
+        self._wait_ready_or_retry(timeout)
         return self
 
     def pause(self) -> None:
@@ -488,7 +538,7 @@ class RedisServer:
         if not self.is_running:
             self._reap()
             self.spawn()
-            self.wait_ready()
+            self._wait_ready_or_retry()
             return True
         return False
 
@@ -497,12 +547,35 @@ class RedisServer:
         with self.probe_client() as c:
             return dict(c.info(section))
 
+    def raw_command(self, *args: str, timeout: float = 10.0) -> bytes:
+        """Send one command over a fresh socket (TLS with a cached context) and return
+        the first line of the reply. Cheap: no redis-py client, no SSL context build."""
+        payload = b"".join(
+            [f"*{len(args)}\r\n".encode()]
+            + [f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args]
+        )
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        try:
+            if self.tls:
+                sock = self.tls.client_context().wrap_socket(sock, server_hostname=self.host)
+            sock.sendall(payload)
+            reply = b""
+            while b"\r\n" not in reply:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise ConnectionError(f"connection closed after {reply!r}")
+                reply += chunk
+        finally:
+            sock.close()
+        return reply.split(b"\r\n", 1)[0]
+
     def flushall(self, timeout: float = 10.0) -> None:
         try:
-            with self.probe_client(timeout) as c:
-                c.flushall()
-        except (redis.RedisError, OSError) as exc:
+            reply = self.raw_command("FLUSHALL", timeout=timeout)
+        except OSError as exc:
             raise self.failure(f"FLUSHALL failed: {exc!r}") from exc
+        if reply != b"+OK":
+            raise self.failure(f"FLUSHALL failed: {reply.decode(errors='replace')}")
 
 
 def start_all(servers: Iterable[RedisServer]) -> None:
@@ -515,7 +588,7 @@ def start_all(servers: Iterable[RedisServer]) -> None:
         for server in servers:
             server.spawn()
         for server in servers:
-            server.wait_ready()
+            server._wait_ready_or_retry()
     except BaseException:
         stop_all(servers)
         raise
@@ -739,26 +812,25 @@ class SentinelDeployment:
         self.dir = Path(base_dir)
         self.service_name = service_name
         self.primary = RedisServer("sentinel-primary", self.dir)
-        self.replica = RedisServer(
-            "sentinel-replica", self.dir, extra_args=["--replicaof", HOST, str(self.primary.port)]
-        )
-        sentinel_port = free_port()
-        config = "\n".join(
+        # --replicaof is filled in by start(), once the primary's port is final.
+        self.replica = RedisServer("sentinel-replica", self.dir)
+        self.sentinel = RedisServer("sentinel", self.dir, sentinel_config=self._sentinel_config)
+
+    def _sentinel_config(self, port: int) -> str:
+        name = self.service_name
+        return "\n".join(
             [
-                f"port {sentinel_port}",
+                f"port {port}",
                 f"bind {HOST}",
                 "daemonize no",
                 'logfile ""',
-                f"dir {self.dir / 'sentinel'}",
+                f"dir {self.sentinel.dir}",
                 "sentinel resolve-hostnames no",
-                f"sentinel monitor {service_name} {HOST} {self.primary.port} 1",
-                f"sentinel down-after-milliseconds {service_name} 1000",
-                f"sentinel failover-timeout {service_name} 5000",
+                f"sentinel monitor {name} {HOST} {self.primary.port} 1",
+                f"sentinel down-after-milliseconds {name} 1000",
+                f"sentinel failover-timeout {name} 5000",
                 "",
             ]
-        )
-        self.sentinel = RedisServer(
-            "sentinel", self.dir, port=sentinel_port, sentinel_config=config
         )
 
     def __repr__(self) -> str:
@@ -821,7 +893,9 @@ class SentinelDeployment:
 
     def start(self) -> SentinelDeployment:
         try:
-            start_all([self.primary, self.replica])
+            self.primary.start()
+            self.replica.extra_args = ["--replicaof", HOST, str(self.primary.port)]
+            self.replica.start()
             # The replica must be attached before the sentinel's first INFO to the
             # primary; otherwise the sentinel only learns about it 10 s later.
             try:

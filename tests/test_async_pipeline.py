@@ -115,14 +115,15 @@ def test_unconfigured_name_and_bad_pipe_fail_at_once(two_backends: None) -> None
 
 def test_backends_run_concurrently_one_backend_needs_no_task(two_backends: None) -> None:
     async def test() -> None:
-        def current_task(response: Any, **options: Any) -> Any:
-            return asyncio.current_task()
+        def task_name(response: Any, **options: Any) -> str:
+            task = asyncio.current_task()
+            return task.get_name() if task else "no task"
 
-        connections.get_async("default").set_response_callback("ECHO", current_task)
+        connections.get_async("default").set_response_callback("ECHO", task_name)
         async with async_pipeline() as p:
             alone = p.echo("x")
             await p.execute()
-        assert alone.result is asyncio.current_task()
+        assert alone.result == task_name(None)
 
         async with async_pipeline() as p:
             waits = [p.blpop(["empty"], timeout=0.5), p["users"].blpop(["empty"], timeout=0.5)]
@@ -227,6 +228,31 @@ def test_cluster_batches_through_the_async_cluster_pipeline(
     run(test)
 
 
+@pytest.mark.parametrize("kind", ["standalone", "unix", "sentinel", "fake"])
+@pytest.mark.parametrize("transaction", [False, True], ids=["plain", "multi"])
+def test_every_standalone_kind(
+    configure: Configure, redis_server: Any, redis_sentinel: Any, kind: str, transaction: bool
+) -> None:
+    settings = {
+        "standalone": {"URL": redis_server.url},
+        "unix": {"URL": redis_server.unix_url},
+        "sentinel": {
+            "SENTINELS": redis_sentinel.sentinels,
+            "SERVICE_NAME": redis_sentinel.service_name,
+        },
+        "fake": {"FAKE": True},
+    }
+    configure({"default": {"FAKE": True}, kind: settings[kind]})
+
+    async def test() -> None:
+        async with async_pipeline(name=kind, transaction=transaction) as p:
+            results = [p.set("a", 1), p.incr("a"), p.hset("h", "x", 1), p.hgetall("h")]
+            await p.execute()
+        assert [f.result for f in results] == [True, 2, 1, {b"x": b"1"}]
+
+    run(test)
+
+
 def test_sync_and_async_pipelines_nest_in_each_other(two_backends: None, redis_server: Any) -> None:
     def sync_library(pipe: Any) -> Future[Any]:
         with pipeline(pipe, name="users", autocommit=True) as p:
@@ -263,23 +289,23 @@ def test_cancelled_batch_closes_its_connection(
             first_id = p.client_id()
             await p.execute()
         async with async_pipeline() as p:
-            a, slow, c = p.set("a", 1), p.blpop(["nothing"], timeout=1), p.incr("c")
+            a, slow, c = p.incr("a"), p.blpop(["nothing"], timeout=1), p.incr("c")
             elsewhere = p["users"].set("b", 1)
             task = asyncio.ensure_future(p.execute())
             await asyncio.sleep(0.2)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        assert a.result is True and elsewhere.result is True
+        assert a.result == 1 and elsewhere.result is True
         for f in (slow, c):
             with pytest.raises(RedisConnectionError, match="interrupted by CancelledError"):
                 f.result  # noqa: B018
         await asyncio.sleep(1.0)  # the stale replies have reached the old socket by now
         async with async_pipeline() as p:
-            echo, counter, second_id = p.echo("fresh"), p.get("c"), p.client_id()
+            echo, counters, second_id = p.echo("fresh"), p.mget(["a", "c"]), p.client_id()
             await p.execute()
         assert echo.result == b"fresh"
-        assert counter.result == b"1"
+        assert counters.result == [b"1", None]  # nothing sent twice
         assert second_id.result != first_id.result
 
     run(test)
@@ -290,18 +316,20 @@ def test_socket_timeout_mid_batch(configure: Configure, redis_server: Any) -> No
 
     async def test() -> None:
         async with async_pipeline() as p:
-            a, slow, c = p.set("a", 1), p.blpop(["nothing"], timeout=1), p.incr("c")
+            a, slow, c = p.incr("a"), p.blpop(["nothing"], timeout=1), p.incr("c")
             with pytest.raises(PipelineError) as info:
                 await p.execute()
-        assert a.result is True
-        for f in (slow, c):
-            with pytest.raises(RedisTimeoutError):
-                f.result  # noqa: B018
+        assert a.result == 1
+        with pytest.raises(RedisTimeoutError):
+            slow.result  # noqa: B018
+        with pytest.raises(RedisConnectionError, match="interrupted by TimeoutError"):
+            c.result  # noqa: B018
         assert isinstance(info.value.errors["default"], RedisTimeoutError)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # had the socket been pooled, BLPOP's nil would wait on it
         async with async_pipeline() as p:
-            echo, counter = p.echo("fresh"), p.get("c")
+            echo, counters = p.echo("fresh"), p.mget(["a", "c"])
             await p.execute()
-        assert (echo.result, counter.result) == (b"fresh", b"1")
+        # Sent once; the INCR queued behind BLPOP died with the connection.
+        assert (echo.result, counters.result) == (b"fresh", [b"1", None])
 
     run(test)

@@ -200,7 +200,7 @@ def test_settings_reference_documents_every_key_and_default() -> None:
     headings = set(re.findall(r"^#{2,4} `([A-Z_]+)`", text, flags=re.MULTILINE))
     assert headings == set(config.KNOWN_KEYS), "one '### `KEY`' section per setting"
     for key, default in config.DEFAULTS.items():
-        section = text.split(f"`{key}`", 1)[1].split("\n### ", 1)[0]
+        section = text.split(f"### `{key}`", 1)[1].split("\n#", 1)[0]
         assert f"Default: `{default!r}`" in section, f"{key}: default {default!r} not stated"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -236,22 +237,28 @@ def test_killable_server_pause_makes_it_hang(killable_server: RedisServer) -> No
 
 
 def test_flush_covers_started_session_servers(
-    redis_server: RedisServer, redis_server_b: RedisServer
+    redis_server: RedisServer, redis_server_b: RedisServer, tls_server: RedisServer
 ) -> None:
+    servers = (redis_server, redis_server_b, tls_server)
     started = started_session_servers()
-    assert {"redis_server", "redis_server_b"} <= set(started)
-    for server in (redis_server, redis_server_b):
+    assert {"redis_server", "redis_server_b", "tls_server"} <= set(started)
+    for server in servers:
         with server.client() as c:
             assert c.dbsize() == 0  # flushed before this test
             c.mset({"x": 1, "y": 2})
     with redis_server.client(db=3) as c:
         c.set("in-db-3", 1)
+    with redis_server.client() as c:
+        clients_before = len(c.client_list())
     assert set(flush_session_servers()) == set(started_session_servers())
-    for server in (redis_server, redis_server_b):
+    for server in servers:
         with server.client() as c:
             assert c.dbsize() == 0
     with redis_server.client(db=3) as c:
         assert c.dbsize() == 0
+    with redis_server.client() as c:
+        # The flush leaves no connection of its own behind.
+        assert len(c.client_list()) == clients_before
 
 
 def test_flush_clears_every_cluster_primary(redis_cluster: ClusterDeployment) -> None:
@@ -338,6 +345,23 @@ def test_port_already_in_use_is_reported(redis_server: RedisServer, tmp_path: Pa
     with pytest.raises(HarnessError, match=r"(?s)'clash'.*Address already in use"):
         clash.start()
     assert not clash.is_running
+
+
+def test_a_port_taken_before_start_is_replaced(tmp_path: Path) -> None:
+    server = RedisServer("raced", tmp_path)
+    squatted = server.port
+    with socket.socket() as squatter:  # another process grabs the port first
+        squatter.bind(("127.0.0.1", squatted))
+        squatter.listen()
+        try:
+            server.start()
+            assert server.port != squatted
+            assert server.starts == 2
+            assert "Address already in use" in server.log_path.read_text()
+            with server.client() as c:
+                assert int(c.info("server")["process_id"]) == server.pid
+        finally:
+            server.stop()
 
 
 def test_free_port_reserves_the_cluster_bus_port() -> None:

@@ -702,9 +702,14 @@ def test_socket_timeout_mid_batch_closes_the_connection(
         with pytest.raises(PipelineError) as info:
             p.execute()
     assert a.result == 1
-    for f in (slow, c):
-        with pytest.raises(RedisTimeoutError):
-            f.result  # noqa: B018
+    with pytest.raises(RedisTimeoutError):
+        slow.result  # noqa: B018
+    with pytest.raises(RedisConnectionError, match="interrupted by TimeoutError") as later:
+        c.result  # noqa: B018
+    assert str(later.value) == (
+        "Redis connection 'default': the batch was interrupted by TimeoutError; its connection "
+        "was closed and the unanswered commands may or may not have run."
+    )
     assert isinstance(info.value.errors["default"], RedisTimeoutError)
     assert info.value.failed_commands == ["'default': BLPOP nothing", "'default': INCRBY c"]
     time.sleep(1.0)  # had the socket been pooled, BLPOP's late nil would be waiting on it
@@ -715,6 +720,27 @@ def test_socket_timeout_mid_batch_closes_the_connection(
     # Nothing was sent again: "a" was incremented once. The server dropped the INCR queued
     # behind the BLPOP when the connection closed.
     assert counters.result == [b"1", None]
+
+
+def test_error_between_replies_closes_the_connection(two_backends: None) -> None:
+    def broken(response: Any, **options: Any) -> Any:
+        raise ValueError("cannot parse this reply")
+
+    connections.get("default").set_response_callback("TYPE", broken)
+    with pipeline() as p:
+        a, kind, c = p.set("a", 1), p.type("a"), p.incr("c")
+        with pytest.raises(PipelineError) as info:
+            p.execute()
+    assert a.result is True
+    with pytest.raises(ValueError, match="cannot parse"):
+        kind.result  # noqa: B018
+    with pytest.raises(RedisConnectionError, match="interrupted by ValueError"):
+        c.result  # noqa: B018  # it did run: "may or may not have run" is the truth
+    assert isinstance(info.value.errors["default"], ValueError)
+    with pipeline() as p:
+        echo, counter = p.echo("fresh"), p.get("c")
+        p.execute()
+    assert (echo.result, counter.result) == (b"fresh", b"1")
 
 
 def test_interrupted_cluster_batch_does_not_poison_the_pool(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,8 +105,16 @@ def test_cluster_reads_from_replicas(registry: ConnectionRegistry, redis_cluster
         {"cache": {"URL": redis_cluster.url, "CLUSTER": True, "READ_FROM_REPLICAS": True}}
     )
     r = registry.get("cache")
+    # A fresh cluster announces its replicas a moment after it reports ok: wait for them.
+    deadline = time.monotonic() + 10
+    while not all(s["replicas"] for s in r.cluster_slots().values()):
+        assert time.monotonic() < deadline, "cluster replicas never appeared in CLUSTER SLOTS"
+        time.sleep(0.1)
+    r.nodes_manager.initialize()
     r.set("rk", "v")
-    r.wait(1, 1000)  # type: ignore[no-untyped-call]
+    while r.get("rk") != b"v":  # replication is asynchronous
+        assert time.monotonic() < deadline, "the replica never received the key"
+        time.sleep(0.05)
     for _ in range(6):
         assert r.get("rk") == b"v"
     replica_reads = 0

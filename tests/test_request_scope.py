@@ -74,7 +74,7 @@ def test_the_root_is_created_on_first_use_and_flushed_once(
     assert scope.started and len(proxy) == 2
     assert isinstance(proxy, Pipeline)
     with pytest.raises(ResultNotReady):
-        first.result
+        _ = first.result
     scope.flush()
     assert (first.result, other.result) == (1, True)
     scope.flush()  # a second flush sends nothing again
@@ -103,7 +103,7 @@ def test_discard_sends_nothing(registry: ConnectionRegistry, raw: Any) -> None:
     assert raw.get("hits") is None
     assert future.done()
     with pytest.raises(ResultNotReady, match="discarded"):
-        future.result
+        _ = future.result
     assert repr(scope) == "<RequestPipeline discarded>"
 
 
@@ -124,9 +124,11 @@ def test_a_failed_flush_logs_the_commands_per_connection_and_raises(
     scope.pipeline.set("order:1", SECRET_VALUE)
     scope.pipeline.incr("hits")
     scope.pipeline["users"].incr("hits")
-    with caplog.at_level(logging.ERROR, logger="redis_conn.request"):
-        with pytest.raises(PipelineError) as excinfo:
-            scope.flush()
+    with (
+        caplog.at_level(logging.ERROR, logger="redis_conn.request"),
+        pytest.raises(PipelineError) as excinfo,
+    ):
+        scope.flush()
     assert list(excinfo.value.errors) == ["default"]
     [record] = caplog.records
     assert record.name == "redis_conn.request" and record.levelno == logging.ERROR

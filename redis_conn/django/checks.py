@@ -83,7 +83,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     on_error = getattr(settings, ON_FLUSH_ERROR_SETTING, "raise")
     if on_error not in ON_ERROR_CHOICES:
         messages.append(
-            Error(E101 % (on_error,), hint=E101_HINT, obj=ON_FLUSH_ERROR_SETTING, id="redis_conn.E101")
+            Error(
+                E101 % (on_error,), hint=E101_HINT, obj=ON_FLUSH_ERROR_SETTING, id="redis_conn.E101"
+            )
         )
     return messages
 

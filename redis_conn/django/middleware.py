@@ -67,7 +67,7 @@ class RequestPipelineMiddleware:
         scope = _start(request)
         token = activate(scope)
         try:
-            response = self.get_response(request)  # type: ignore[arg-type]
+            response = self.get_response(request)
         except BaseException:
             scope.discard()
             raise
@@ -81,7 +81,7 @@ class RequestPipelineMiddleware:
         scope = _start(request)
         token = activate(scope)
         try:
-            response = await self.get_response(request)  # type: ignore[misc]
+            response = await self.get_response(request)
         except BaseException:
             scope.discard()
             raise
@@ -92,7 +92,7 @@ class RequestPipelineMiddleware:
                 scope.flush()  # nothing queued: only marks the request's pipeline finished
         finally:
             deactivate(token)
-        return response  # type: ignore[no-any-return]
+        return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         # Django turns a view's exception into a response before it reaches __call__:
@@ -103,7 +103,7 @@ class RequestPipelineMiddleware:
 def _start(request: HttpRequest) -> RequestPipeline:
     scope = RequestPipeline(description=f"{request.method} {request.path}")
     request.__dict__[_SCOPE_ATTR] = scope
-    request.redis = PipelineProxy(scope)  # type: ignore[attr-defined]
+    request.redis = PipelineProxy(scope)
     return scope
 
 

@@ -10,6 +10,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from redis_conn.exceptions import ConnectionNotFound
 from redis_conn.health import build_report, exit_code, render
 
 redis_cli = AppGroup("redis", help="Inspect this app's Redis connections (redis_conn).")
@@ -34,17 +35,15 @@ def pools(as_json: bool, names: tuple[str, ...], no_ping: bool) -> None:
 
     Exits with status 0 when every connection is reachable, 1 otherwise.
     """
-    from redis_conn.flask.extension import app_registry
+    from redis_conn.flask.extension import app_registry  # extension.py imports this module
 
     registry = app_registry(current_app)
     configured = registry.names()
     unknown = [name for name in names if name not in configured]
     if unknown:
-        listed = ", ".join(repr(name) for name in configured)
-        raise click.BadParameter(
-            f"Redis connection {unknown[0]!r} is not configured. Configured connections: {listed}.",
-            param_hint="'--connection'",
-        )
+        # The core's wording, as get_redis() would say it.
+        error = ConnectionNotFound(unknown[0], configured)
+        raise click.BadParameter(error.message, param_hint="'--connection'") from None
     # Each name once, in the order given.
     wanted = list(dict.fromkeys(names)) or None
     report = build_report(registry, ping=not no_ping, names=wanted)

@@ -1,8 +1,12 @@
 """Django settings for the tests: no database, the redis_conn app and its middleware.
 
 REDIS_CONNECTIONS is a fake server by default; tests that need real servers point the
-connections at them with ``override_settings`` (see conftest.py).
+connections at them with ``override_settings`` (see conftest.py), or, for a ``manage.py``
+subprocess, with the environment variable REDIS_CONN_TEST_CONNECTIONS (JSON).
 """
+
+import json
+import os
 
 SECRET_KEY = "redis_conn-tests-not-secret"
 DEBUG = False
@@ -15,4 +19,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = ["redis_conn.django.middleware.RequestPipelineMiddleware"]
 ROOT_URLCONF = "tests.test_django.urls"
 DATABASES: dict[str, dict[str, str]] = {}
-REDIS_CONNECTIONS = {"default": {"FAKE": True}}
+# The subprocess tests of manage.py pass their connections in the environment.
+REDIS_CONNECTIONS = json.loads(os.environ.get("REDIS_CONN_TEST_CONNECTIONS", "null")) or {
+    "default": {"FAKE": True}
+}

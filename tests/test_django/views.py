@@ -122,3 +122,14 @@ async def async_tagged(request: HttpRequest, tag: str) -> JsonResponse:
         await asyncio.sleep(0)  # let the other requests' tasks run
     same = redis_conn.request_scope.current_pipeline() is p._scope.pipeline
     return JsonResponse({"seen": len(p), "same": same})
+
+
+class FailsAfterTheView:
+    """A middleware below RequestPipelineMiddleware that fails on the way out."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        self.get_response(request)
+        raise RuntimeError("a middleware failed after the view")

@@ -54,8 +54,11 @@ def test_runs_on_fake_servers_by_default(apps: list[Flask]) -> None:
 def test_every_app_from_the_factory_has_its_own_fake_data(apps: list[Flask]) -> None:
     first, second = make(apps), make(apps)
     first.test_client().post("/users/1/feed", json={"text": "only in first"})
-    assert second.test_client().get("/users/1/feed").json["messages"] == []
-    assert first.test_client().get("/users/1/feed").json["messages"] == ["only in first"]
+    assert second.test_client().get("/users/1/feed").json == {"user": 1, "messages": []}
+    assert first.test_client().get("/users/1/feed").json == {
+        "user": 1,
+        "messages": ["only in first"],
+    }
 
 
 def test_runs_on_real_servers_given_by_the_environment(

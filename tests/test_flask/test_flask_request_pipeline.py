@@ -495,3 +495,26 @@ def test_an_unhandled_exception_outside_the_view_sends_nothing(
 
     assert app.test_client().get(f"/{where}").status_code == 500
     assert raw_a.exists("before", "view") == 0
+
+
+def test_async_views_may_use_asyncio_clients_and_close_them(
+    rc: RedisConn, make_app: MakeApp, two_servers: dict[str, Any], raw_a: redis.Redis
+) -> None:
+    import redis_conn
+
+    app = make_app(two_servers)
+
+    @app.get("/")
+    async def index() -> str:
+        # Flask runs an async view on an event loop of its own, which ends with the view.
+        r = redis_conn.get_async_redis("sessions")
+        assert r is rc.registry.get_async("default")
+        await r.incr("async_hits")
+        await rc.registry.aclose_async()
+        return "ok"
+
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/").status_code == 200
+    assert raw_a.get("async_hits") == "3"
+    assert app_registry(app)._async_clients == {}

@@ -53,5 +53,8 @@ class Command(BaseCommand):
         report = connections.health(ping=not options["no_ping"], names=names)
         self.stdout.write(render(report, as_json=options["json"]))
         if exit_code(report) != 0:
-            down = ", ".join(repr(c["name"]) for c in report["connections"] if c["status"] == "down")
-            raise CommandError(f"Redis connection unreachable: {down}.", returncode=1)
+            down = [repr(c["name"]) for c in report["connections"] if c["status"] == "down"]
+            plural = "s" if len(down) > 1 else ""
+            raise CommandError(
+                f"Unreachable Redis connection{plural}: {', '.join(down)}.", returncode=1
+            )
