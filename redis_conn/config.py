@@ -252,6 +252,7 @@ def _validate_entry(name: object, entry: object, settings: Mapping[Any, Any]) ->
             if problem is not None:
                 problems.append(problem)
     problems.extend(_check_combinations(name, entry))
+    problems.extend(_check_options_for_kind(name, entry))
     return problems
 
 
@@ -412,7 +413,8 @@ def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
 
 
 def _bad_type(name: str, key: str, value: object, expected: str) -> Problem:
-    shown = "***" if key == "URL" else repr(value)
+    # URL, OPTIONS and SENTINEL_KWARGS may carry passwords: never echo them.
+    shown = "***" if key in ("URL", "OPTIONS", "SENTINEL_KWARGS") else repr(value)
     return Problem(
         E_BAD_VALUE,
         f"Redis connection {name!r} has {key}={shown} ({type(value).__name__}); "
@@ -435,14 +437,23 @@ def _check_count(minimum: int) -> Any:
     return check
 
 
-def _check_seconds(*, allow_none: bool) -> Any:
+MAX_SECONDS = 86_400 * 365  # beyond this, timestamps overflow the platform's time_t
+
+
+def _check_seconds(*, allow_none: bool, minimum_exclusive: bool = False) -> Any:
     def check(name: str, key: str, value: object) -> Problem | None:
         if value is None and allow_none:
             return None
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (value > 0 if minimum_exclusive else value >= 0)
+            and value <= MAX_SECONDS
+        ):
             return None
-        expected = "a number of seconds >= 0" + (" or None" if allow_none else "")
-        return _bad_type(name, key, value, expected)
+        bound = "> 0" if minimum_exclusive else ">= 0"
+        expected = f"a number of seconds {bound} and <= {MAX_SECONDS}"
+        return _bad_type(name, key, value, expected + (" or None" if allow_none else ""))
 
     return check
 
@@ -503,54 +514,131 @@ def _check_kwargs(name: str, key: str, value: object) -> Problem | None:
 
 
 def _check_options(name: str, key: str, value: object) -> Problem | None:
-    problem = _check_kwargs(name, key, value)
-    if problem is not None:
-        return problem
-    assert isinstance(value, Mapping)
-    for option in value:
-        owner = OPTIONS_OWNED_BY_SETTINGS.get(option)
-        if owner is not None:
-            return Problem(
-                E_BAD_OPTION,
-                f"Redis connection {name!r} has OPTIONS[{option!r}], which the {owner} setting "
-                "controls.",
-                connection=name,
-                key=f"OPTIONS.{option}",
-                hint=f"Use {owner} instead.",
+    return _check_kwargs(name, key, value)
+
+
+def _option_problem(name: str, where: str, option: str, kind: str) -> Problem | None:
+    owner = OPTIONS_OWNED_BY_SETTINGS.get(option)
+    if owner is not None:
+        return Problem(
+            E_BAD_OPTION,
+            f"Redis connection {name!r} has {where}[{option!r}], which the {owner} setting "
+            "controls.",
+            connection=name,
+            key=f"{where}.{option}",
+            hint=f"Use {owner} instead.",
+        )
+    accepted = accepted_options(kind)
+    if option in accepted:
+        return None
+    guess = difflib.get_close_matches(option, sorted(accepted), n=1)
+    return Problem(
+        E_BAD_OPTION,
+        f"Redis connection {name!r} has {where}[{option!r}], which a {kind} connection "
+        "does not accept.",
+        connection=name,
+        key=f"{where}.{option}",
+        hint=f"Did you mean {guess[0]!r}?" if guess else None,
+    )
+
+
+# Parts of a URL that are addresses and credentials, not options.
+_URL_PARTS = frozenset({"host", "port", "path", "db", "username", "password", "connection_class"})
+
+
+def _check_options_for_kind(name: str, entry: Mapping[str, Any]) -> list[Problem]:
+    """OPTIONS and URL query options, against what this kind of connection really takes."""
+    url = entry.get("URL")
+    scheme = urlsplit(url).scheme if isinstance(url, str) else "redis"
+    if entry.get("FAKE") is True:
+        kind = "fake"
+    elif entry.get("CLUSTER") is True:
+        kind = "cluster-tls" if scheme == "rediss" else "cluster"
+    elif "SENTINELS" in entry:
+        kind = "sentinel"
+    else:
+        kind = {"rediss": "tls", "unix": "unix"}.get(scheme, "tcp")
+    problems: list[Problem] = []
+    options = entry.get("OPTIONS", {})
+    if isinstance(options, Mapping):
+        for option in options:
+            if isinstance(option, str):
+                problem = _option_problem(name, "OPTIONS", option, kind)
+                if problem is not None:
+                    problems.append(problem)
+    if isinstance(url, str) and scheme in URL_SCHEMES:
+        from redis.connection import parse_url
+
+        try:
+            parsed = parse_url(url)  # type: ignore[no-untyped-call]
+        except (ValueError, TypeError):
+            return problems  # reported by _check_url
+        for option in parsed:
+            if option not in _URL_PARTS:
+                problem = _option_problem(name, "URL", option, kind)
+                if problem is not None:
+                    problems.append(problem)
+        if _port(url) == 0:
+            problems.append(
+                Problem(
+                    E_BAD_URL,
+                    f"Redis connection {name!r} has URL {mask_url(url)!r} with port 0; "
+                    "redis-py would connect to 6379 instead.",
+                    connection=name,
+                    key="URL",
+                )
             )
-        if option not in accepted_options():
-            guess = difflib.get_close_matches(option, sorted(accepted_options()), n=1)
-            return Problem(
-                E_BAD_OPTION,
-                f"Redis connection {name!r} has OPTIONS[{option!r}], which redis-py does not "
-                "accept.",
-                connection=name,
-                key=f"OPTIONS.{option}",
-                hint=f"Did you mean {guess[0]!r}?" if guess else None,
+        if kind.startswith("cluster") and parsed.get("db", 0) not in (0, "0"):
+            problems.append(
+                Problem(
+                    E_CONFLICT,
+                    f"Redis connection {name!r} has CLUSTER with a URL naming db "
+                    f"{parsed['db']}; Redis Cluster has only db 0.",
+                    connection=name,
+                    key="URL",
+                    hint="Remove the db from the URL.",
+                )
             )
-    return None
+    return problems
+
+
+def _port(url: str) -> int | None:
+    try:
+        return urlsplit(url).port
+    except ValueError:
+        return None
 
 
 @cache
-def accepted_options() -> frozenset[str]:
-    """Keyword arguments redis-py's clients and connections accept (from their signatures)."""
+def accepted_options(kind: str) -> frozenset[str]:
+    """Keyword arguments a kind of connection accepts, read from redis-py's signatures."""
     import redis
     import redis.cluster
     import redis.connection
 
+    conn = redis.connection
+    targets: list[Any] = [conn.AbstractConnection.__init__]
+    if kind in ("tcp", "tls", "sentinel", "cluster", "cluster-tls"):
+        targets.append(conn.Connection.__init__)
+    if kind in ("tls", "cluster-tls"):
+        targets.append(conn.SSLConnection.__init__)
+    if kind == "unix":
+        targets.append(conn.UnixDomainSocketConnection.__init__)
+    if kind.startswith("cluster"):
+        targets.append(redis.cluster.RedisCluster.__init__)
+    if kind == "fake":
+        targets = [redis.Redis.__init__]
     names: set[str] = set()
-    for target in (
-        redis.Redis.__init__,
-        redis.connection.AbstractConnection.__init__,
-        redis.connection.Connection.__init__,
-        redis.connection.SSLConnection.__init__,
-        redis.connection.UnixDomainSocketConnection.__init__,
-        redis.cluster.RedisCluster.__init__,
-    ):
+    for target in targets:
         for param in inspect.signature(target).parameters.values():
             if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
                 names.add(param.name)
-    names.discard("self")
+    if kind == "sentinel":  # TLS to a Sentinel-managed primary is asked for with ssl=True
+        names.add("ssl")
+        names.update(inspect.signature(conn.SSLConnection.__init__).parameters)
+    if kind == "cluster":
+        names -= {"ssl"} | {n for n in names if n.startswith("ssl_")}
+    names -= {"self", "single_connection_client"}
     return frozenset(names)
 
 
@@ -565,8 +653,8 @@ _VALUE_CHECKS = {
     "MAX_CONNECTIONS": _check_count(1),
     "BLOCKING": _check_bool,
     "POOL_TIMEOUT": _check_seconds(allow_none=False),
-    "SOCKET_TIMEOUT": _check_seconds(allow_none=True),
-    "SOCKET_CONNECT_TIMEOUT": _check_seconds(allow_none=True),
+    "SOCKET_TIMEOUT": _check_seconds(allow_none=True, minimum_exclusive=True),
+    "SOCKET_CONNECT_TIMEOUT": _check_seconds(allow_none=True, minimum_exclusive=True),
     "HEALTH_CHECK_INTERVAL": _check_seconds(allow_none=False),
     "RETRY": _check_count(0),
     "OPTIONS": _check_options,

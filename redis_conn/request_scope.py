@@ -19,8 +19,8 @@ from contextvars import ContextVar, Token
 from typing import Any, Literal
 
 from redis_conn.exceptions import PipelineError
-from redis_conn.pipeline import Pipeline, pipeline
-from redis_conn.registry import ConnectionRegistry, add_registry_resolver
+from redis_conn.pipeline import Pipeline, Root, pipeline
+from redis_conn.registry import ConnectionRegistry
 
 __all__ = [
     "ON_ERROR_CHOICES",
@@ -174,6 +174,10 @@ class PipelineProxy:
         object.__setattr__(self, "_scope", scope)
 
     def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            # Protocol probes (hasattr(x, "__html__"), copy, pickle...) are not pipeline use:
+            # answer them without creating the root or raising RuntimeError after the flush.
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
         return getattr(self._scope.pipeline, attr)
 
     def __getitem__(self, name: str) -> Pipeline:
@@ -187,8 +191,10 @@ class PipelineProxy:
         return True
 
     @property  # type: ignore[misc]
-    def __class__(self) -> type:  # isinstance(proxy, Pipeline) is True
-        return type(self._scope.pipeline)
+    def __class__(self) -> type:
+        # isinstance(proxy, Pipeline) is True, without creating the root: error reporters
+        # and debuggers call isinstance() on everything, also after the request ended.
+        return Pipeline
 
     async def aexecute(self) -> None:
         """``execute()`` for async views: the round trips run in a worker thread."""
@@ -256,23 +262,9 @@ def current_pipeline() -> Pipeline | None:
 
 def _new_root(registry: ConnectionRegistry | None, name: str) -> Pipeline:
     if registry is None:
-        return pipeline(name=name)
-    # The engine takes the current registry when a root is created: make ``registry`` current.
-    _install_registry_override()
-    token = _registry_override.set(registry)
-    try:
-        return pipeline(name=name)
-    finally:
-        _registry_override.reset(token)
-
-
-_registry_override: ContextVar[ConnectionRegistry | None] = ContextVar(
-    "redis_conn_registry_override", default=None
-)
-
-
-def _install_registry_override() -> None:
-    add_registry_resolver(_registry_override.get)  # idempotent: the same bound method
+        return pipeline(name=name)  # the registry current now (Flask: the app's)
+    root = Root(registry, transaction=False, is_async=False)
+    return Pipeline(root, name, parent=None, pending=None, autocommit=False)
 
 
 def _check_on_error(on_error: str) -> None:

@@ -82,11 +82,10 @@ def test_unknown_key_suggests_the_closest() -> None:
         ("MAX_CONNECTIONS", 0, "a whole number >= 1"),
         ("MAX_CONNECTIONS", True, "a whole number >= 1"),
         ("BLOCKING", "yes", "True or False"),
-        ("POOL_TIMEOUT", -1, "a number of seconds >= 0"),
-        ("POOL_TIMEOUT", None, "a number of seconds >= 0"),
-        ("SOCKET_TIMEOUT", "5", "a number of seconds >= 0 or None"),
+        ("POOL_TIMEOUT", -1, "a number of seconds >= 0 and <= 31536000"),
+        ("POOL_TIMEOUT", None, "a number of seconds >= 0 and <= 31536000"),
+        ("SOCKET_TIMEOUT", "5", "a number of seconds > 0 and <= 31536000 or None"),
         ("RETRY", 1.5, "a whole number >= 0"),
-        ("OPTIONS", ["decode_responses"], "a dict of keyword arguments"),
     ],
 )
 def test_bad_types_name_connection_key_and_expectation(key: str, value: Any, expected: str) -> None:
@@ -217,3 +216,10 @@ def test_every_problem_names_the_connection() -> None:
         assert problem.connection is not None
         assert f"Redis connection {problem.connection!r}" in problem.message
         assert problem.message.endswith(".")
+
+
+def test_a_bad_options_value_is_not_echoed() -> None:
+    (problem,) = validate({"x": {"URL": "redis://h", "OPTIONS": {"password": "hunter2", 1: 2}}})
+    assert problem.message == (
+        "Redis connection 'x' has OPTIONS=*** (dict); expected a dict of keyword arguments."
+    )

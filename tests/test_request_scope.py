@@ -95,6 +95,19 @@ def test_after_the_flush_the_pipeline_refuses_new_commands(registry: ConnectionR
     )
 
 
+def test_introspection_neither_creates_the_root_nor_fails_after_the_flush(
+    registry: ConnectionRegistry,
+) -> None:
+    scope = RequestPipeline(registry)
+    proxy = PipelineProxy(scope)
+    for _ in range(2):  # before and after the flush
+        assert isinstance(proxy, Pipeline) and not isinstance(proxy, dict)
+        assert not hasattr(proxy, "__html__")
+        assert repr(proxy).startswith("<PipelineProxy <RequestPipeline")
+        assert not scope.started
+        scope.flush()
+
+
 def test_discard_sends_nothing(registry: ConnectionRegistry, raw: Any) -> None:
     scope = RequestPipeline(registry)
     future = scope.pipeline.incr("hits")

@@ -45,6 +45,10 @@ class RequestPipelineMiddleware:
 
     A streaming response is flushed when the view returns it, before its content is
     generated: its generator cannot queue into ``request.redis`` (that raises RuntimeError).
+
+    List it last in MIDDLEWARE: Django offers a view's exception to ``process_exception``
+    from the last middleware to the first, and one that answers with a response stops it
+    from reaching this one, which then could not tell that the view raised.
     """
 
     sync_capable = True

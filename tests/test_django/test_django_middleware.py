@@ -90,6 +90,18 @@ def test_an_error_below_the_middleware_after_the_view_sends_nothing(
     assert server_a.get("hits") is None
 
 
+def test_listed_last_it_discards_before_another_middleware_answers_the_exception(
+    settings: Any, server_a: Any
+) -> None:
+    settings.MIDDLEWARE = [
+        "tests.test_django.views.AnswersExceptions",
+        "redis_conn.django.middleware.RequestPipelineMiddleware",
+    ]
+    response = Client().get("/raises/")
+    assert (response.status_code, response.content) == (418, b"handled")
+    assert server_a.get("hits") is None
+
+
 def test_library_code_joins_the_request_batch(client: Client, server_b: Any) -> None:
     response = client.get("/library/")
     assert response.content == b"2 queued"

@@ -133,3 +133,17 @@ class FailsAfterTheView:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         self.get_response(request)
         raise RuntimeError("a middleware failed after the view")
+
+
+class AnswersExceptions:
+    """A middleware whose process_exception turns a view's exception into a response."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = self.get_response(request)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse:
+        return HttpResponse("handled", status=418)
