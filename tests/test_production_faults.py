@@ -218,28 +218,6 @@ def test_errors_from_a_down_server_name_the_connection(killable_server: RedisSer
         registry.close_all()
 
 
-def test_a_wrong_password_fails_at_once_and_is_not_retried(redis_server_b: RedisServer) -> None:
-    """AuthenticationError is a redis ConnectionError, so RETRY's reconnect-and-resend would
-    try a wrong password again and again with backoff (RETRY=10: 5.5 s per command, and ten
-    failed AUTHs logged by the server for each). A wrong password never becomes right."""
-    registry = ConnectionRegistry(
-        {"users": {"URL": f"redis://app:wrong@127.0.0.1:{redis_server_b.port}/0", "RETRY": 10}}
-    )
-    with redis_server_b.probe_client() as probe:
-        before = sum(int(entry["count"]) for entry in probe.acl_log())
-    started = time.monotonic()
-    try:
-        with pytest.raises(redis.exceptions.AuthenticationError) as info:
-            registry.get("users").ping()
-    finally:
-        registry.close_all()
-    assert time.monotonic() - started < 0.5
-    assert str(info.value).startswith("Redis connection 'users': ")
-    with redis_server_b.probe_client() as probe:
-        attempts = sum(int(entry["count"]) for entry in probe.acl_log()) - before
-    assert attempts == 1
-
-
 # -- a request pipeline whose flush fails half way -------------------------------------------
 
 

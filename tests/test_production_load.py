@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -519,3 +521,39 @@ def test_example_site_under_load(
     record_figure(f"{kind}_errors", len(result.errors) + total - result.ok, record_property)
     record_figure(f"{kind}_req_per_s", round(result.rps), record_property)
     record_figure(f"{kind}_connections_per_worker_default", per_worker, record_property)
+
+
+# -- the web benchmark -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_web_bench_quick_run(record_property: Callable[[str, Any], None]) -> None:
+    """bench/web_bench.py runs end to end (a smoke run: the figures of docs/production.md come
+    from a full run). A loose guard on the middleware's cost: a page that does not use Redis
+    keeps at least 85% of its requests/s (the target of a full run is 97%)."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    completed = subprocess.run(
+        [sys.executable, str(repo / "bench" / "web_bench.py"), "--quick", "--json"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    output = completed.stdout
+    assert "middleware overhead ratio" in output
+    figures = json.loads(output[output.index("\n{") :])
+    for section in ("in_process", "http"):
+        plain = figures[section]["plain"]
+        ratio = plain["with_middleware"]["median"] / plain["without_middleware"]["median"]
+        record_figure(f"bench_quick_{section}_middleware_ratio", round(ratio, 3), record_property)
+        commands = figures[section]["commands"]
+        assert commands["pipelined"]["median"] > commands["per_command"]["median"]
+    in_process = figures["in_process"]["plain"]
+    assert (
+        in_process["with_middleware"]["median"]
+        >= 0.85 * (in_process["without_middleware"]["median"])
+    )

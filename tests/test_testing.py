@@ -87,7 +87,7 @@ def test_fake_settings_keep_names_aliases_and_reply_options() -> None:
         "ha": {"SENTINELS": [("10.0.0.3", 26390)], "SERVICE_NAME": "mymaster"},
         "sock": {
             "URL": "unix:///run/redis.sock",
-            "OPTIONS": {"protocol": 3, "client_name": "app", "ssl_ca_certs": "/ca.pem"},
+            "OPTIONS": {"protocol": 3, "client_name": "app"},
         },
         "sessions": {"ALIAS": "default"},
         "chained": {"ALIAS": "sessions"},
