@@ -110,8 +110,8 @@ CONFIG_ERRORS = {
         {"users": {"URL": URL, "OPTIONS": {"decode_respones": True}}},
         error(
             "users",
-            "Redis connection 'users' has OPTIONS['decode_respones'], which a tcp connection does not "
-            "accept.",
+            "Redis connection 'users' has OPTIONS['decode_respones'], which a tcp connection "
+            "does not accept.",
             "Did you mean 'decode_responses'?",
             "E010",
         ),
