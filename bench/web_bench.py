@@ -25,6 +25,7 @@ import argparse
 import io
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -51,18 +52,33 @@ PLAIN, PER_COMMAND, PIPELINED, NEW_CLIENT = (
 
 def median_rates(
     variants: dict[str, Callable[[], float]], rounds: int
-) -> dict[str, dict[str, float]]:
-    """Run each variant once per round, in alternating order; requests/s per variant."""
+) -> dict[str, dict[str, Any]]:
+    """Run each variant once per round, in a shuffled order; requests/s per variant.
+
+    The raw samples are kept (``samples``, one per round) so that two variants can be compared
+    round by round (see :func:`paired_ratio`).
+    """
     samples: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
-    for round_ in range(rounds):
-        order = names if round_ % 2 == 0 else names[::-1]
-        for name in order:
+    shuffle = random.Random(2024).shuffle
+    for _ in range(rounds):
+        shuffle(names)
+        for name in names:
             samples[name].append(variants[name]())
     return {
-        name: {"median": statistics.median(values), "min": min(values), "max": max(values)}
+        name: {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "samples": values,
+        }
         for name, values in samples.items()
     }
+
+
+def paired_ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """The median over rounds of a's requests/s divided by b's in the same round."""
+    return statistics.median(x / y for x, y in zip(a["samples"], b["samples"], strict=True))
 
 
 # -- in-process: Django's WSGI handler, called directly -----------------------------------------
@@ -272,7 +288,7 @@ def over_http(
 
 def table(title: str, result: dict[str, Any]) -> Iterable[str]:
     plain, commands = result["plain"], result["commands"]
-    ratio = plain["with_middleware"]["median"] / plain["without_middleware"]["median"]
+    ratio = paired_ratio(plain["with_middleware"], plain["without_middleware"])
     yield f"{title}"
     yield f"  {'view':<44} {'req/s (median)':>14} {'min':>8} {'max':>8}"
     rows = [
@@ -285,7 +301,7 @@ def table(title: str, result: dict[str, Any]) -> Iterable[str]:
     for label, stats in rows:
         yield (f"  {label:<44} {stats['median']:>14.0f} {stats['min']:>8.0f} {stats['max']:>8.0f}")
     per_command = commands["per_command"]["median"]
-    yield f"  middleware overhead ratio (with / without): {ratio:.3f}"
+    yield f"  middleware overhead ratio (with / without, median of rounds): {ratio:.3f}"
     yield (
         f"  request pipeline vs per-command calls: "
         f"{commands['pipelined']['median'] / per_command:.2f}x"
@@ -305,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         rounds, plain_n, commands_n, http_plain_n, http_commands_n = 3, 200, 50, 100, 50
     else:
-        rounds, plain_n, commands_n, http_plain_n, http_commands_n = 9, 3000, 400, 1500, 400
+        rounds, plain_n, commands_n, http_plain_n, http_commands_n = 15, 2000, 300, 1000, 300
 
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="web_bench-") as tmp:
@@ -330,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in table("in-process (Django WSGI handler, no HTTP):", figures["in_process"]):
         print(line)
     asgi = figures["in_process_asgi"]["plain"]
-    asgi_ratio = asgi["with_middleware"]["median"] / asgi["without_middleware"]["median"]
+    asgi_ratio = paired_ratio(asgi["with_middleware"], asgi["without_middleware"])
     print("in-process ASGI (Django ASGI handler; the middleware's async path), no Redis:")
     print(
         f"  with {asgi['with_middleware']['median']:.0f} req/s, without "
@@ -341,6 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         for line in table(f"over HTTP ({figures['http']['server']}):", figures["http"]):
             print(line)
     if args.json:
+        for section in figures.values():
+            plain = section["plain"]
+            section["middleware_ratio"] = paired_ratio(
+                plain["with_middleware"], plain["without_middleware"]
+            )
         print(json.dumps(figures, indent=2))
     return 0
 

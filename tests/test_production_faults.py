@@ -137,6 +137,7 @@ def test_server_killed_and_restarted_on_the_same_port_recovers_in_place(
     assert all(isinstance(o.error, RedisConnectionError) for o in failed), {
         type(o.error).__name__ for o in failed
     }
+    assert all(str(o.error).startswith("Redis connection 'users': ") for o in failed)
     # Requests fail only while the server is down.
     assert all(o.ended >= killed_at and o.started < back_at for o in failed)
     # Back on its port: every request succeeds at once, stale pooled sockets included.

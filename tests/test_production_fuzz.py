@@ -283,8 +283,8 @@ def test_accepted_settings_work_against_live_servers(live: Live, data: st.DataOb
 
 
 # -- findings, pinned -----------------------------------------------------------------------------
-# Each was accepted by the configuration and then failed with another exception (or silently
-# did something else) at the first command. They must be ConfigurationErrors.
+# Each was once accepted by the configuration and then failed with another exception (or
+# silently did something else) at the first command. Each is a ConfigurationError now.
 
 
 def tcp(live: Live, **entry: Any) -> dict[str, Any]:
@@ -294,8 +294,8 @@ def tcp(live: Live, **entry: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("key", ["SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT", "POOL_TIMEOUT"])
 @pytest.mark.parametrize("value", [math.inf, 1e300], ids=["inf", "1e300"])
 def test_non_finite_or_huge_timeouts_are_rejected(live: Live, key: str, value: float) -> None:
-    """Accepted today; then OverflowError ("timestamp out of range for platform time_t") at
-    the first command, or, for POOL_TIMEOUT, the first time a caller has to wait."""
+    """Were accepted, then OverflowError ("timestamp out of range for platform time_t") at
+    the first command, or, for POOL_TIMEOUT, the first time a caller had to wait."""
     with pytest.raises(ConfigurationError, match=key):
         parse(tcp(live, **{key: value}))
 
@@ -321,9 +321,9 @@ def test_zero_socket_timeouts_are_rejected(live: Live, key: str) -> None:
 def test_options_the_connection_kind_does_not_take_are_rejected(
     live: Live, options: dict[str, Any]
 ) -> None:
-    """OPTIONS are checked against the union of every redis-py signature, so an option of
+    """OPTIONS were checked against the union of every redis-py signature, so an option of
     another kind (TLS on redis://, a cluster option on a standalone server, a client-only
-    argument the pool cannot pass on) is accepted, then TypeError "AbstractConnection.__init__()
+    argument the pool cannot pass on) was accepted, then TypeError "AbstractConnection.__init__()
     got an unexpected keyword argument" at the first command."""
     with pytest.raises(ConfigurationError, match=next(iter(options))):
         parse(tcp(live, OPTIONS=options))
@@ -336,20 +336,20 @@ def test_tcp_only_options_on_a_unix_socket_are_rejected(live: Live) -> None:
 
 @pytest.mark.parametrize("query", ["foo=bar", "max_connections=2", "socket_timeout=0.001"], ids=str)
 def test_url_query_options_are_checked_like_options(live: Live, query: str) -> None:
-    """An unknown query option is a TypeError at the first command; one that a setting owns
-    (max_connections, socket_timeout) silently overrides MAX_CONNECTIONS / SOCKET_TIMEOUT."""
+    """An unknown query option was a TypeError at the first command; one that a setting owns
+    (max_connections, socket_timeout) silently overrode MAX_CONNECTIONS / SOCKET_TIMEOUT."""
     with pytest.raises(ConfigurationError, match=query.split("=")[0]):
         parse({"x": {"URL": f"{live.a.url}?{query}"}})
 
 
 def test_cluster_url_with_a_db_is_rejected(live: Live) -> None:
-    """RedisClusterException "A ``db`` querystring option can only be 0 in cluster mode" when
-    the client is built (get_redis), not at configuration."""
+    """Was RedisClusterException "A ``db`` querystring option can only be 0 in cluster mode"
+    when the client was built (get_redis), not at configuration."""
     with pytest.raises(ConfigurationError, match="CLUSTER"):
         parse({"x": {"URL": f"{live.cluster.url}/2", "CLUSTER": True}})
 
 
 def test_port_zero_is_rejected() -> None:
-    """redis-py treats port 0 as "no port" and connects to 6379: another server than written."""
+    """redis-py treats port 0 as "no port" and connects to 6379: not the server written."""
     with pytest.raises(ConfigurationError, match="URL"):
         parse({"x": {"URL": "redis://127.0.0.1:0/0"}})
