@@ -15,11 +15,10 @@ import redis.asyncio.cluster
 import redis.asyncio.connection
 import redis.asyncio.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from redis_conn.clients import pool_kwargs, replica_reads
+from redis_conn.clients import connection_kwargs, pool_kwargs, replica_reads, sentinel_kwargs
 from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import async_connection_class, name_error, owes_replies
@@ -133,25 +132,6 @@ class AsyncNamedRedisCluster(redis.asyncio.cluster.RedisCluster):
             raise
 
 
-def make_async_retry(spec: ConnectionSpec) -> AsyncRetry:
-    return AsyncRetry(
-        EqualJitterBackoff(cap=1.0, base=0.05),
-        spec.retry,
-        supported_errors=(RedisConnectionError,),
-    )
-
-
-def async_connection_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "socket_timeout": spec.socket_timeout,
-        "socket_connect_timeout": spec.socket_connect_timeout,
-        "health_check_interval": spec.health_check_interval,
-        "retry": make_async_retry(spec),
-    }
-    kwargs.update(spec.options)
-    return kwargs
-
-
 def build_async_client(spec: ConnectionSpec, *, fake_server: Any = None) -> AsyncClient:
     if spec.kind == "fake":
         import fakeredis
@@ -166,7 +146,7 @@ def build_async_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Asyn
         spec.url,
         connection_class=async_connection_class(urlsplit(spec.url).scheme),
         **pool_kwargs(spec),
-        **async_connection_kwargs(spec),
+        **connection_kwargs(spec, AsyncRetry),
     )
     return redis.asyncio.Redis.from_pool(pool)
 
@@ -182,14 +162,9 @@ async def aclose_client(client: AsyncClient) -> None:
 
 def _async_sentinel_client(spec: ConnectionSpec) -> redis.asyncio.Redis:
     assert spec.service_name is not None
-    kwargs = async_connection_kwargs(spec)
-    sentinel_kwargs = {
-        "socket_timeout": spec.socket_timeout,
-        "socket_connect_timeout": spec.socket_connect_timeout,
-        **spec.sentinel_kwargs,
-    }
+    kwargs = connection_kwargs(spec, AsyncRetry)
     manager = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        list(spec.sentinels), sentinel_kwargs=sentinel_kwargs
+        list(spec.sentinels), sentinel_kwargs=sentinel_kwargs(spec)
     )
     ssl = bool(kwargs.pop("ssl", False))
     pool = AsyncGuardedSentinelConnectionPool(
@@ -208,7 +183,7 @@ def _async_sentinel_client(spec: ConnectionSpec) -> redis.asyncio.Redis:
 
 def _async_cluster_client(spec: ConnectionSpec) -> AsyncNamedRedisCluster:
     assert spec.url is not None
-    kwargs = async_connection_kwargs(spec)
+    kwargs = connection_kwargs(spec, AsyncRetry)
     kwargs.pop("health_check_interval")  # not a parameter of the async cluster
     client = cast(
         AsyncNamedRedisCluster,

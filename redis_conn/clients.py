@@ -20,28 +20,38 @@ from redis_conn.pools import GuardedConnectionPool, GuardedSentinelConnectionPoo
 Client = redis.Redis | redis.cluster.RedisCluster
 
 
-def make_retry(spec: ConnectionSpec) -> Retry:
+def make_retry(spec: ConnectionSpec, retry_class: type[Any] = Retry) -> Any:
     """Reconnect-and-resend on connection errors only, with exponential backoff and jitter.
 
     Timeouts are not retried: the server may already have run a non-idempotent command.
+    ``retry_class`` is redis-py's sync or asyncio ``Retry``; both take the same arguments.
     """
-    return Retry(
+    return retry_class(
         EqualJitterBackoff(cap=1.0, base=0.05),
         spec.retry,
         supported_errors=(RedisConnectionError,),
     )
 
 
-def connection_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
+def connection_kwargs(spec: ConnectionSpec, retry_class: type[Any] = Retry) -> dict[str, Any]:
     """Keyword arguments every connection of ``spec`` gets, OPTIONS last (they were vetted)."""
     kwargs: dict[str, Any] = {
         "socket_timeout": spec.socket_timeout,
         "socket_connect_timeout": spec.socket_connect_timeout,
         "health_check_interval": spec.health_check_interval,
-        "retry": make_retry(spec),
+        "retry": make_retry(spec, retry_class),
     }
     kwargs.update(spec.options)
     return kwargs
+
+
+def sentinel_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
+    """How to reach the sentinels themselves: our timeouts unless SENTINEL_KWARGS says otherwise."""
+    return {
+        "socket_timeout": spec.socket_timeout,
+        "socket_connect_timeout": spec.socket_connect_timeout,
+        **spec.sentinel_kwargs,
+    }
 
 
 def pool_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
@@ -86,13 +96,8 @@ def close_client(client: Client) -> None:
 def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
     assert spec.service_name is not None
     kwargs = connection_kwargs(spec)
-    sentinel_kwargs = {
-        "socket_timeout": spec.socket_timeout,
-        "socket_connect_timeout": spec.socket_connect_timeout,
-        **spec.sentinel_kwargs,
-    }
     manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        list(spec.sentinels), sentinel_kwargs=sentinel_kwargs
+        list(spec.sentinels), sentinel_kwargs=sentinel_kwargs(spec)
     )
     ssl = bool(kwargs.pop("ssl", False))
     pool = GuardedSentinelConnectionPool(
