@@ -14,7 +14,6 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.connection
 import redis.asyncio.sentinel
-from redis.asyncio.retry import Retry as AsyncRetry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -23,6 +22,7 @@ from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import async_connection_class, name_error, owes_replies
 from redis_conn.pools import PoolUsage
+from redis_conn.retry import AsyncRetry
 
 try:
     from redis.exceptions import MaxConnectionsError
@@ -59,9 +59,12 @@ class _AsyncGuardedPoolMixin:
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if self.blocking:
+            # Not asyncio.wait_for: on Python 3.11 it loses a cancellation that arrives just as
+            # the permit does, and the cancelled request would go on to run its commands.
             try:
-                await asyncio.wait_for(self._permits.acquire(), self.pool_timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.pool_timeout):
+                    await self._permits.acquire()
+            except TimeoutError:
                 raise PoolExhausted(
                     self.connection_name, self.max_connections, waited=self.pool_timeout
                 ) from None

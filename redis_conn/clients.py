@@ -9,28 +9,13 @@ from urllib.parse import urlsplit
 import redis
 import redis.cluster
 import redis.sentinel
-from redis.backoff import EqualJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry
 
 from redis_conn.config import ConnectionSpec
 from redis_conn.guarded import sync_connection_class
 from redis_conn.pools import GuardedConnectionPool, GuardedSentinelConnectionPool
+from redis_conn.retry import Retry, make_retry
 
 Client = redis.Redis | redis.cluster.RedisCluster
-
-
-def make_retry(spec: ConnectionSpec, retry_class: type[Any] = Retry) -> Any:
-    """Reconnect-and-resend on connection errors only, with exponential backoff and jitter.
-
-    Timeouts are not retried: the server may already have run a non-idempotent command.
-    ``retry_class`` is redis-py's sync or asyncio ``Retry``; both take the same arguments.
-    """
-    return retry_class(
-        EqualJitterBackoff(cap=1.0, base=0.05),
-        spec.retry,
-        supported_errors=(RedisConnectionError,),
-    )
 
 
 def connection_kwargs(spec: ConnectionSpec, retry_class: type[Any] = Retry) -> dict[str, Any]:
@@ -39,7 +24,7 @@ def connection_kwargs(spec: ConnectionSpec, retry_class: type[Any] = Retry) -> d
         "socket_timeout": spec.socket_timeout,
         "socket_connect_timeout": spec.socket_connect_timeout,
         "health_check_interval": spec.health_check_interval,
-        "retry": make_retry(spec, retry_class),
+        "retry": make_retry(spec.retry, retry_class),
     }
     kwargs.update(spec.options)
     return kwargs

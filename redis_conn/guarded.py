@@ -11,6 +11,7 @@ reading, e.g. in on_connect and in pub/sub.)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sized
 from typing import Any
 
@@ -122,12 +123,21 @@ class _AsyncGuard(ReplyAccounting):
         return super().pack_commands(self._count_packed(commands))  # type: ignore[misc]
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        task = asyncio.current_task()
+        cancel_requests = task.cancelling() if task is not None else 0
         try:
             await super().send_packed_command(command, check_health)  # type: ignore[misc]
         except _NETWORK_ERRORS as exc:
             name_error(exc, self.connection_name)
             raise
         self._count_sent(single=False)
+        if task is not None and task.cancelling() > cancel_requests:
+            # redis-py sends under asyncio.wait_for, which on Python 3.11 returns normally when
+            # the task is cancelled just as the send completes: the cancellation is lost and a
+            # cancelled request would go on to wait for its replies. Deliver it, and close the
+            # socket as redis-py does when a send is interrupted: its replies go with it.
+            await self.disconnect(nowait=True)
+            raise asyncio.CancelledError
 
     async def send_command(self, *args: Any, **kwargs: Any) -> None:
         packed, self._commands_packed = self._commands_packed, 0

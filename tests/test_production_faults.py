@@ -219,6 +219,53 @@ def test_errors_from_a_down_server_name_the_connection(killable_server: RedisSer
         registry.close_all()
 
 
+def _failed_logins(server: RedisServer) -> int:
+    with server.probe_client() as probe:
+        return sum(int(entry["count"]) for entry in probe.acl_log())
+
+
+def test_a_wrong_password_fails_at_once_and_is_not_retried(redis_server_b: RedisServer) -> None:
+    """AuthenticationError is a redis ConnectionError, so RETRY's reconnect-and-resend would
+    try a wrong password again and again with backoff (RETRY=10: 5.5 s per command, and ten
+    failed AUTHs logged by the server for each). A wrong password never becomes right."""
+    registry = ConnectionRegistry(
+        {"users": {"URL": f"redis://app:wrong@127.0.0.1:{redis_server_b.port}/0", "RETRY": 10}}
+    )
+    before = _failed_logins(redis_server_b)
+    started = time.monotonic()
+    try:
+        with pytest.raises(redis.exceptions.AuthenticationError) as info:
+            registry.get("users").ping()
+        elapsed = time.monotonic() - started
+    finally:
+        registry.close_all()
+    assert elapsed < 0.5, elapsed
+    assert str(info.value).startswith("Redis connection 'users': "), str(info.value)
+    assert _failed_logins(redis_server_b) - before == 1
+
+
+def test_a_wrong_password_is_not_retried_by_async_clients(redis_server_b: RedisServer) -> None:
+    registry = ConnectionRegistry(
+        {"users": {"URL": f"redis://app:wrong@127.0.0.1:{redis_server_b.port}/0", "RETRY": 10}}
+    )
+    before = _failed_logins(redis_server_b)
+
+    async def ping() -> str:
+        try:
+            await registry.get_async("users").ping()
+        except redis.exceptions.AuthenticationError as exc:
+            return str(exc)
+        finally:
+            await registry.aclose_async()
+        raise AssertionError("a wrong password was accepted")
+
+    started = time.monotonic()
+    message = asyncio.run(ping())
+    assert time.monotonic() - started < 0.5
+    assert message.startswith("Redis connection 'users': "), message
+    assert _failed_logins(redis_server_b) - before == 1
+
+
 # -- a request pipeline whose flush fails half way -------------------------------------------
 
 
