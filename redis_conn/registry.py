@@ -11,6 +11,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from redis_conn.async_clients import AsyncClient, aclose_client, build_async_client
@@ -19,6 +20,25 @@ from redis_conn.config import EMBEDDED_DEFAULT, ConnectionSpec, parse
 from redis_conn.exceptions import ConnectionNotFound
 
 SettingsLoader = Callable[[], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class SettingsSource:
+    """Where a registry's settings come from: a fixed mapping, or a loader asked on first use."""
+
+    settings: Mapping[str, Any] | None
+    loader: SettingsLoader | None
+
+    def read(self) -> Mapping[str, Any] | None:
+        """The settings now (``None`` means the embedded default)."""
+        return self.loader() if self.loader is not None else self.settings
+
+    def apply_to(self, registry: ConnectionRegistry) -> None:
+        """Make ``registry`` take its settings from here (its pools are closed)."""
+        if self.loader is not None:
+            registry.use_settings(self.loader)
+        else:
+            registry.configure(self.settings)
 
 
 class ConnectionRegistry:
@@ -65,6 +85,11 @@ class ConnectionRegistry:
             self._close_clients()
             self._specs = None
             self._fake_servers.clear()
+
+    @property
+    def source(self) -> SettingsSource:
+        """Where the settings come from (test helpers swap and restore it)."""
+        return SettingsSource(self._settings, self._loader)
 
     @property
     def specs(self) -> dict[str, ConnectionSpec]:

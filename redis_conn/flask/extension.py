@@ -267,6 +267,10 @@ def _dropping_on_raise(view: Callable[..., Any]) -> Callable[..., Any]:
             except BaseException as exc:
                 _drop_queued(f"the view raised {type(exc).__name__}")
                 raise
+            finally:
+                # Flask runs each async view on an event loop of its own, which ends with the
+                # view: close the asyncio clients the view made on it, or their sockets leak.
+                await app_registry(current_app).aclose_async()
 
         guarded = guarded_async
     else:

@@ -24,7 +24,13 @@ from typing import Any
 
 from redis_conn.clients import Client
 from redis_conn.config import EMBEDDED_DEFAULT, parse
-from redis_conn.registry import ConnectionRegistry, SettingsLoader, connections, current_registry
+from redis_conn.registry import (
+    ConnectionRegistry,
+    SettingsLoader,
+    SettingsSource,
+    connections,
+    current_registry,
+)
 
 __all__ = ["KEPT_OPTIONS", "FakeConnections", "fake_connections", "fake_settings"]
 
@@ -63,7 +69,7 @@ class FakeConnections:
 
     def __init__(self, registry: ConnectionRegistry | None = None) -> None:
         self.registry = current_registry() if registry is None else registry
-        self._original: _Source | None = None
+        self._original: SettingsSource | None = None
         self._fake_loader: SettingsLoader | None = None
         self._unfollow: Callable[[], None] = _nothing
 
@@ -76,7 +82,7 @@ class FakeConnections:
             raise RuntimeError(
                 "This FakeConnections is already started; stop() it first, or make another."
             )
-        self._original = _Source.of(self.registry)
+        self._original = self.registry.source
         self._install(self._original)
         self._unfollow = _follow_framework(self)
         return self
@@ -88,7 +94,7 @@ class FakeConnections:
             return
         self._unfollow()
         self._unfollow, self._fake_loader = _nothing, None
-        original.restore(self.registry)
+        original.apply_to(self.registry)
 
     def follow(self) -> None:
         """Swap again after a framework gave the registry new settings while this is active.
@@ -96,9 +102,9 @@ class FakeConnections:
         The Django support calls it when ``REDIS_CONNECTIONS`` changes (``override_settings``,
         pytest-django's ``settings`` fixture): the new connections are faked in their turn.
         """
-        if self._original is None or _Source.of(self.registry).loader is self._fake_loader:
+        if self._original is None or self.registry.source.loader is self._fake_loader:
             return
-        self._install(_Source.of(self.registry))
+        self._install(self.registry.source)
 
     def flush(self) -> None:
         """Empty every fake server (FLUSHALL once per connection; aliases share theirs)."""
@@ -115,7 +121,7 @@ class FakeConnections:
     def names(self) -> list[str]:
         return self.registry.names()
 
-    def _install(self, source: _Source) -> None:
+    def _install(self, source: SettingsSource) -> None:
         def loader() -> dict[str, dict[str, Any]]:
             return fake_settings(source.read())
 
@@ -153,29 +159,6 @@ def fake_connections(registry: ConnectionRegistry | None = None) -> FakeConnecti
     settings are restored.
     """
     return FakeConnections(registry)
-
-
-class _Source:
-    """Where a registry's settings come from: a loader (Django) or a fixed mapping."""
-
-    __slots__ = ("loader", "settings")
-
-    def __init__(self, settings: Mapping[str, Any] | None, loader: SettingsLoader | None) -> None:
-        self.settings, self.loader = settings, loader
-
-    @classmethod
-    def of(cls, registry: ConnectionRegistry) -> _Source:
-        # The registry has no public getter for its source; this module is its one reader.
-        return cls(registry._settings, registry._loader)
-
-    def read(self) -> Mapping[str, Any] | None:
-        return self.loader() if self.loader is not None else self.settings
-
-    def restore(self, registry: ConnectionRegistry) -> None:
-        if self.loader is not None:
-            registry.use_settings(self.loader)
-        else:
-            registry.configure(self.settings)
 
 
 def _nothing() -> None:
