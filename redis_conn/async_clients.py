@@ -15,6 +15,7 @@ import redis.asyncio.cluster
 import redis.asyncio.connection
 import redis.asyncio.sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.clients import connection_kwargs, pool_kwargs, replica_reads, sentinel_kwargs
@@ -23,11 +24,6 @@ from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import async_connection_class, name_error, owes_replies
 from redis_conn.pools import PoolUsage
 from redis_conn.retry import AsyncRetry
-
-try:
-    from redis.exceptions import MaxConnectionsError
-except ImportError:  # redis-py < 6
-    MaxConnectionsError = RedisConnectionError  # type: ignore[assignment,misc]
 
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 

@@ -12,7 +12,6 @@ import contextlib
 from types import TracebackType
 from typing import Any
 
-import redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import ExecAbortError, ResponseError
 
@@ -86,15 +85,8 @@ def async_pipeline(
     return AsyncPipeline(pipe._root, name, parent=pipe, pending=[], autocommit=autocommit)
 
 
-if redis.VERSION >= (6,):
-
-    async def _checkout(pool: Any) -> Any:
-        return await pool.get_connection()
-
-else:  # redis-py 5 requires a command name
-
-    async def _checkout(pool: Any) -> Any:
-        return await pool.get_connection("PIPELINE")
+async def _checkout(pool: Any) -> Any:
+    return await pool.get_connection()
 
 
 async def _close(connection: Any) -> None:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import redis
 import redis.cluster
 import redis.sentinel
+from redis.cluster import LoadBalancingStrategy
 
 from redis_conn.config import ConnectionSpec
 from redis_conn.guarded import sync_connection_class
@@ -123,8 +124,4 @@ def replica_reads(enabled: bool) -> dict[str, Any]:
     """READ_FROM_REPLICAS as the installed redis-py wants it (read_from_replicas is deprecated)."""
     if not enabled:
         return {}
-    try:
-        from redis.cluster import LoadBalancingStrategy
-    except ImportError:  # redis-py < 5.3
-        return {"read_from_replicas": True}
     return {"load_balancing_strategy": LoadBalancingStrategy.ROUND_ROBIN_REPLICAS}

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-try:
-    from redis.exceptions import MaxConnectionsError as _PoolLimitError
-except ImportError:  # redis-py < 6 raises a plain ConnectionError for a full pool
-    from redis.exceptions import ConnectionError as _PoolLimitError  # type: ignore[assignment]
+from redis.exceptions import MaxConnectionsError as _PoolLimitError
 
 
 class RedisConnError(Exception):

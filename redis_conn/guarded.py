@@ -23,14 +23,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from redis_conn.masking import mask_text
+
 _NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
 
 
 def name_error(exc: BaseException, connection_name: str) -> None:
-    """Prefix a network error's message with the connection it happened on (once)."""
+    """Prefix a network error's message with the connection it happened on (once), and mask
+    any password in it (some redis-py versions put a connection's repr, password included,
+    in the message of ``MasterNotFoundError``)."""
+    if not exc.args:
+        return
+    message = str(exc.args[0])
     prefix = f"Redis connection {connection_name!r}: "
-    if connection_name and exc.args and not str(exc.args[0]).startswith(prefix):
-        exc.args = (prefix + str(exc.args[0]), *exc.args[1:])
+    if connection_name and not message.startswith(prefix):
+        message = prefix + message
+    exc.args = (mask_text(message), *exc.args[1:])
 
 
 class ReplyAccounting:

@@ -90,7 +90,12 @@ def check_connection(
 
 
 def _describe(exc: BaseException, spec: ConnectionSpec) -> str:
-    secrets = tuple(str(v) for k, v in spec.options.items() if "password" in k and v)
+    secrets = tuple(
+        str(value)
+        for options in (spec.options, spec.sentinel_kwargs)
+        for key, value in options.items()
+        if "password" in key and value
+    )
     return mask_text(f"{type(exc).__name__}: {exc}", secrets)
 
 

@@ -9,6 +9,13 @@ MASK = "***"
 _SECRET_QUERY_KEYS = frozenset({"password", "sentinel_password", "ssl_password"})
 # Anything shaped like scheme://user:password@ inside free text (error messages from redis-py).
 _USERINFO_IN_TEXT = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+# password=... as in the reprs of connections some redis-py versions put in error messages
+# (``Connection(db=0,username=None,password=s3cret,...)``) and in URL query strings.
+_KEYWORD_IN_TEXT = re.compile(r"(\b\w*password=)(?!\*\*\*)[^,)\s&]+", re.IGNORECASE)
+# 'password': '...' as in the repr of a dict of connection keyword arguments.
+_DICT_ITEM_IN_TEXT = re.compile(
+    r"""(['"]\w*password['"]\s*:\s*)(['"])(?:(?!\2).)*\2""", re.IGNORECASE
+)
 
 
 def mask_url(url: str) -> str:
@@ -45,8 +52,11 @@ def mask_url(url: str) -> str:
 
 
 def mask_text(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Mask URL passwords in free text, and every literal secret given."""
+    """Mask passwords in free text (in URLs, ``password=...``, ``'password': '...'``), and
+    every literal secret given."""
     masked = _USERINFO_IN_TEXT.sub(rf"\1{MASK}@", text)
+    masked = _KEYWORD_IN_TEXT.sub(rf"\1{MASK}", masked)
+    masked = _DICT_ITEM_IN_TEXT.sub(rf"\1'{MASK}'", masked)
     for secret in secrets:
         if secret:
             masked = masked.replace(secret, MASK)

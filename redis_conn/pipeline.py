@@ -25,7 +25,6 @@ from concurrent.futures import wait as wait_all
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
-import redis
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.cluster import RedisCluster
 from redis.commands import CoreCommands
@@ -590,15 +589,9 @@ def raise_failures(work: Work, errors: list[BaseException | None]) -> None:
 
 # -- sending one batch (sync) ----------------------------------------------------------------
 
-if redis.VERSION >= (6,):
 
-    def checkout(pool: Any) -> Any:
-        return pool.get_connection()
-
-else:  # redis-py 5 requires a command name
-
-    def checkout(pool: Any) -> Any:
-        return pool.get_connection("PIPELINE")
+def checkout(pool: Any) -> Any:
+    return pool.get_connection()
 
 
 def _send_plain(client: Any, name: str, futures: list[Future[Any]]) -> BaseException | None:

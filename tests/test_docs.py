@@ -131,16 +131,13 @@ def test_every_python_example_says_how_it_is_checked(page: Path) -> None:
 @pytest.fixture
 def isolated_connections() -> Iterator[None]:
     """Each page starts on the embedded default; whatever it configures is undone after."""
-    saved_settings, saved_loader = connections._settings, connections._loader
+    saved = connections.source
     connections.configure(None)
     try:
         yield
     finally:
         connections.close_all()
-        if saved_loader is not None:
-            connections.use_settings(saved_loader)
-        else:
-            connections.configure(saved_settings)
+        saved.apply_to(connections)
 
 
 def with_test_servers(code: str, request: pytest.FixtureRequest, where: str) -> str:

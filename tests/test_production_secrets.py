@@ -73,10 +73,10 @@ def planted(
     a, b = redis_server, redis_server_b
     return {
         "standalone": {"URL": b.acl_url},
-        "planted": {"URL": f"redis://:{PLANTED}@127.0.0.1:{a.port}/0"},
+        "planted": {"URL": f"redis://default:{PLANTED}@127.0.0.1:{a.port}/0"},
         "users": {"ALIAS": "planted"},
-        "unix": {"URL": f"unix://:{PLANTED}@{a.unix_socket}?db=0"},
-        "unix_query": {"URL": f"unix://{a.unix_socket}?db=0&password={PLANTED}"},
+        "unix": {"URL": f"unix://default:{PLANTED}@{a.unix_socket}?db=0"},
+        "unix_query": {"URL": f"unix://{a.unix_socket}?db=0&username=default&password={PLANTED}"},
         "tls": {
             "URL": f"rediss://default:{PLANTED}@127.0.0.1:{tls_server.port}/0",
             "OPTIONS": {"ssl_ca_certs": tls_server.ca_cert},
@@ -84,15 +84,15 @@ def planted(
         "sentinel": {
             "SENTINELS": redis_sentinel.sentinels,
             "SERVICE_NAME": redis_sentinel.service_name,
-            "SENTINEL_KWARGS": {"password": SENTINEL_PLANTED},
-            "OPTIONS": {"password": PLANTED},
+            "SENTINEL_KWARGS": {"username": "default", "password": SENTINEL_PLANTED},
+            "OPTIONS": {"username": "default", "password": PLANTED},
         },
         "cluster": {
-            "URL": f"redis://:{PLANTED}@{redis_cluster.url.split('://')[1]}",
+            "URL": f"redis://default:{PLANTED}@{redis_cluster.url.split('://')[1]}",
             "CLUSTER": True,
         },
         "down": {
-            "URL": f"redis://:{PLANTED}@127.0.0.1:{killable_server.port}/0",
+            "URL": f"redis://default:{PLANTED}@127.0.0.1:{killable_server.port}/0",
             "RETRY": 0,
             "SOCKET_CONNECT_TIMEOUT": 0.5,
         },
@@ -162,7 +162,7 @@ def test_health_report_text_and_json(
         no_ping = registry.health(ping=False)
         assert_no_secret(json.dumps(no_ping) + render(no_ping), "the report without PING")
         targets = {c["name"]: c["target"] for c in report["connections"]}
-        assert targets["planted"].startswith("redis://:***@127.0.0.1:")
+        assert targets["planted"].startswith("redis://default:***@127.0.0.1:")
     finally:
         registry.close_all()
     assert_no_secret("\n".join(every_log_record.texts), "a log record")

@@ -29,6 +29,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "redis_conn.django.middleware.RequestPipelineMiddleware",
 ]
+# Error pages and 500 e-mails list settings: mask passwords in REDIS_CONNECTIONS URLs.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "redis_conn.django.reporting.SafeExceptionReporterFilter"
 ROOT_URLCONF = "example_site.urls"
 WSGI_APPLICATION = "example_site.wsgi.application"
 DATABASES: dict[str, dict[str, Any]] = {}

@@ -13,8 +13,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
+from django.utils.module_loading import import_string
 
 from redis_conn.config import DEFAULTS, E_NOT_A_MAPPING, Problem, parse, validate
+from redis_conn.django.reporting import SafeExceptionReporterFilter
+from redis_conn.masking import mask_url
 from redis_conn.request_scope import ON_ERROR_CHOICES
 
 ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
@@ -54,6 +57,16 @@ W003 = (
     "is lost on restart and is not shared with other workers."
 )
 W003_HINT = "Give it a URL of a real server, or silence redis_conn.W003 if that is intended."
+W004 = (
+    "Redis connection %r has a password in its URL, and Django's error pages and error "
+    "e-mails list every setting with its value: DEFAULT_EXCEPTION_REPORTER_FILTER (%s) does "
+    "not mask passwords inside values."
+)
+W004_HINT = (
+    "Set DEFAULT_EXCEPTION_REPORTER_FILTER = "
+    "'redis_conn.django.reporting.SafeExceptionReporterFilter', or move the password to "
+    "OPTIONS['password'] (Django hides settings keys that contain PASS)."
+)
 E001_HINT = (
     "Map each connection name to a dict of settings, e.g. "
     "REDIS_CONNECTIONS = {'default': {'URL': 'redis://127.0.0.1:6379/0'}}."
@@ -80,6 +93,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         messages.extend(problem_to_error(problem) for problem in problems)
         if not problems:
             messages.extend(_connection_warnings(raw, threads))
+            messages.extend(_password_in_url_warnings(raw))
     on_error = getattr(settings, ON_FLUSH_ERROR_SETTING, "raise")
     if on_error not in ON_ERROR_CHOICES:
         messages.append(
@@ -138,3 +152,22 @@ def _connection_warnings(raw: Mapping[str, Any], threads: int) -> list[CheckMess
                 )
             )
     return messages
+
+
+def _password_in_url_warnings(raw: Mapping[str, Any]) -> list[CheckMessage]:
+    reporter = getattr(settings, "DEFAULT_EXCEPTION_REPORTER_FILTER", "")
+    try:
+        if issubclass(import_string(reporter), SafeExceptionReporterFilter):
+            return []
+    except (ImportError, TypeError):
+        pass  # Django reports a filter it cannot import when it first needs it
+    return [
+        Warning(
+            W004 % (spec.name, reporter),
+            hint=W004_HINT,
+            obj=f"REDIS_CONNECTIONS[{spec.name!r}]",
+            id="redis_conn.W004",
+        )
+        for spec in parse(raw).values()
+        if spec.alias_of is None and spec.url is not None and mask_url(spec.url) != spec.url
+    ]

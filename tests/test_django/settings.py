@@ -17,6 +17,8 @@ INSTALLED_APPS = [
     "redis_conn.django",
 ]
 MIDDLEWARE = ["redis_conn.django.middleware.RequestPipelineMiddleware"]
+# Error reports list settings: mask the passwords in REDIS_CONNECTIONS URLs (check W004).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "redis_conn.django.reporting.SafeExceptionReporterFilter"
 ROOT_URLCONF = "tests.test_django.urls"
 DATABASES: dict[str, dict[str, str]] = {}
 # The subprocess tests of manage.py pass their connections in the environment.
