@@ -8,7 +8,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 MASK = "***"
 _SECRET_QUERY_KEYS = frozenset({"password", "sentinel_password", "ssl_password"})
 # Anything shaped like scheme://user:password@ inside free text (error messages from redis-py).
-_USERINFO_IN_TEXT = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+# The scheme may be missing or mangled ("://:s3cret@host"): the password is masked anyway.
+_USERINFO_IN_TEXT = re.compile(r"((?:\b[a-z][a-z0-9+.-]*)?://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
 # password=... as in the reprs of connections some redis-py versions put in error messages
 # (``Connection(db=0,username=None,password=s3cret,...)``) and in URL query strings.
 _KEYWORD_IN_TEXT = re.compile(r"(\b\w*password=)(?!\*\*\*)[^,)\s&]+", re.IGNORECASE)
@@ -41,7 +42,7 @@ def mask_url(url: str) -> str:
             hidden = [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs]
             query = urlencode(hidden, safe="*")
     if netloc == parts.netloc and query == parts.query:
-        return url
+        return _mask_malformed_userinfo(url)
     # Built by hand: urlunsplit would drop the '//' of unix:///path.
     rebuilt = f"{parts.scheme}://{netloc}{parts.path}"
     if query:
@@ -49,6 +50,22 @@ def mask_url(url: str) -> str:
     if parts.fragment:
         rebuilt += f"#{parts.fragment}"
     return rebuilt
+
+
+def _mask_malformed_userinfo(url: str) -> str:
+    """A URL urlsplit finds no password in may still hold one: ``://:s3cret@h``,
+    ``redis:/:s3cret@h``, ``redis://:pa/ss@h``. Mask whatever follows the first ':' of the
+    text before the last '@' (after any '://')."""
+    base, question, query = url.partition("?")
+    head, at, tail = base.rpartition("@")
+    if not at:
+        return url
+    start = head.find("://")
+    start = start + 3 if start >= 0 else 0
+    user, colon, _ = head[start:].partition(":")
+    if not colon:
+        return url
+    return f"{head[:start]}{user}:{MASK}@{tail}{question}{query}"
 
 
 def mask_text(text: str, secrets: tuple[str, ...] = ()) -> str:
