@@ -12,6 +12,7 @@ reading, e.g. in on_connect and in pub/sub.)
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterable, Sized
 from typing import Any
 
@@ -26,6 +27,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis_conn.masking import mask_text
 
 _NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
+# Before Python 3.12, asyncio.wait_for (which redis-py sends under) can swallow a cancellation.
+_WAIT_FOR_LOSES_CANCELLATIONS = sys.version_info < (3, 12)
 
 
 def name_error(exc: BaseException, connection_name: str) -> None:
@@ -131,7 +134,7 @@ class _AsyncGuard(ReplyAccounting):
         return super().pack_commands(self._count_packed(commands))  # type: ignore[misc]
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        task = asyncio.current_task()
+        task = asyncio.current_task() if _WAIT_FOR_LOSES_CANCELLATIONS else None
         cancel_requests = task.cancelling() if task is not None else 0
         try:
             await super().send_packed_command(command, check_health)  # type: ignore[misc]

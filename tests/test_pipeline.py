@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
@@ -650,13 +651,9 @@ def connection_of(name: str) -> Any:
     return conn
 
 
-def test_keyboard_interrupt_between_replies_closes_the_connection(
-    two_backends: None, execution: str
-) -> None:
-    with pipeline() as p:
-        first_id = p.client_id()
-        p.execute()
-    conn = connection_of("default")
+@contextlib.contextmanager
+def interrupted_second_read(conn: Any) -> Iterator[None]:
+    """KeyboardInterrupt on the connection's second reply read: a batch cut between replies."""
     real_read = conn.read_response
     reads = 0
 
@@ -669,13 +666,23 @@ def test_keyboard_interrupt_between_replies_closes_the_connection(
 
     conn.read_response = read_response
     try:
-        with pipeline() as p:
-            a, b, c = p.set("a", "A"), p.set("b", "B"), p.incr("c")
-            elsewhere = p["users"].set("b", "elsewhere")
-            with pytest.raises(KeyboardInterrupt):
-                p.execute()
+        yield
     finally:
         del conn.read_response
+
+
+def test_keyboard_interrupt_between_replies_closes_the_connection(
+    two_backends: None, execution: str
+) -> None:
+    with pipeline() as p:
+        first_id = p.client_id()
+        p.execute()
+    conn = connection_of("default")
+    with interrupted_second_read(conn), pipeline() as p:
+        a, b, c = p.set("a", "A"), p.set("b", "B"), p.incr("c")
+        elsewhere = p["users"].set("b", "elsewhere")
+        with pytest.raises(KeyboardInterrupt):
+            p.execute()
     # Every future settled; the other backend finished before the interrupt came through.
     assert a.result is True
     assert elsewhere.result is True
@@ -752,24 +759,10 @@ def test_interrupted_cluster_batch_does_not_poison_the_pool(
     pool = client.get_redis_connection(node).connection_pool
     conn = pool.get_connection()
     pool.release(conn)
-    real_read = conn.read_response
-    reads = 0
-
-    def read_response(*args: Any, **kwargs: Any) -> Any:
-        nonlocal reads
-        reads += 1
-        if reads == 2:
-            raise KeyboardInterrupt
-        return real_read(*args, **kwargs)
-
-    conn.read_response = read_response
-    try:
-        with pipeline(name="cache") as p:
-            p.set("k", 1), p.set("k", 2), p.set("k", 3)
-            with pytest.raises(KeyboardInterrupt):
-                p.execute()
-    finally:
-        del conn.read_response
+    with interrupted_second_read(conn), pipeline(name="cache") as p:
+        p.set("k", 1), p.set("k", 2), p.set("k", 3)
+        with pytest.raises(KeyboardInterrupt):
+            p.execute()
     with pipeline(name="cache") as p:
         echo, value = p.execute_command("ECHO", "fresh", target_nodes=node), p.get("k")
         p.execute()

@@ -8,14 +8,20 @@ Every problem :func:`redis_conn.config.validate` finds is an Error with the same
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.utils.module_loading import import_string
 
-from redis_conn.config import DEFAULTS, E_NOT_A_MAPPING, Problem, parse, validate
+from redis_conn.config import (
+    DEFAULTS,
+    E_NOT_A_MAPPING,
+    ConnectionSpec,
+    Problem,
+    parse,
+    validate,
+)
 from redis_conn.django.reporting import SafeExceptionReporterFilter
 from redis_conn.masking import mask_url
 from redis_conn.request_scope import ON_ERROR_CHOICES
@@ -92,8 +98,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         problems = validate(raw)
         messages.extend(problem_to_error(problem) for problem in problems)
         if not problems:
-            messages.extend(_connection_warnings(raw, threads))
-            messages.extend(_password_in_url_warnings(raw))
+            specs = list(parse(raw).values())
+            messages.extend(_connection_warnings(specs, threads))
+            messages.extend(_password_in_url_warnings(specs))
     on_error = getattr(settings, ON_FLUSH_ERROR_SETTING, "raise")
     if on_error not in ON_ERROR_CHOICES:
         messages.append(
@@ -129,9 +136,9 @@ def _worker_threads() -> tuple[int, list[CheckMessage]]:
     return default_worker_threads(), [error]
 
 
-def _connection_warnings(raw: Mapping[str, Any], threads: int) -> list[CheckMessage]:
+def _connection_warnings(specs: list[ConnectionSpec], threads: int) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
-    for spec in parse(raw).values():
+    for spec in specs:
         if spec.alias_of is not None:  # an alias shares its target's pool: judged there
             continue
         obj = f"REDIS_CONNECTIONS[{spec.name!r}]"
@@ -154,7 +161,7 @@ def _connection_warnings(raw: Mapping[str, Any], threads: int) -> list[CheckMess
     return messages
 
 
-def _password_in_url_warnings(raw: Mapping[str, Any]) -> list[CheckMessage]:
+def _password_in_url_warnings(specs: list[ConnectionSpec]) -> list[CheckMessage]:
     reporter = getattr(settings, "DEFAULT_EXCEPTION_REPORTER_FILTER", "")
     try:
         if issubclass(import_string(reporter), SafeExceptionReporterFilter):
@@ -168,6 +175,6 @@ def _password_in_url_warnings(raw: Mapping[str, Any]) -> list[CheckMessage]:
             obj=f"REDIS_CONNECTIONS[{spec.name!r}]",
             id="redis_conn.W004",
         )
-        for spec in parse(raw).values()
+        for spec in specs
         if spec.alias_of is None and spec.url is not None and mask_url(spec.url) != spec.url
     ]
