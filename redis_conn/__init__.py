@@ -5,11 +5,14 @@ from __future__ import annotations
 from redis_conn.async_pipeline import AsyncPipeline, async_pipeline
 from redis_conn.exceptions import (
     ConfigurationError,
+    ConnectionLostAfterWrite,
     ConnectionNotFound,
+    OutcomeUnknown,
     PipelineError,
     PoolExhausted,
     RedisConnError,
     ResultNotReady,
+    TimeoutAfterWrite,
 )
 from redis_conn.pipeline import Future, Pipeline, pipeline
 from redis_conn.registry import ConnectionRegistry, connections, get_async_redis, get_redis
@@ -18,14 +21,17 @@ from redis_conn.request_scope import current_pipeline
 __all__ = [
     "AsyncPipeline",
     "ConfigurationError",
+    "ConnectionLostAfterWrite",
     "ConnectionNotFound",
     "ConnectionRegistry",
     "Future",
+    "OutcomeUnknown",
     "Pipeline",
     "PipelineError",
     "PoolExhausted",
     "RedisConnError",
     "ResultNotReady",
+    "TimeoutAfterWrite",
     "async_pipeline",
     "connections",
     "current_pipeline",

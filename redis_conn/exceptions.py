@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from redis.exceptions import ConnectionError as _RedisConnectionError
 from redis.exceptions import MaxConnectionsError as _PoolLimitError
+from redis.exceptions import TimeoutError as _RedisTimeoutError
 
 
 class RedisConnError(Exception):
@@ -55,6 +57,33 @@ class PoolExhausted(RedisConnError, _PoolLimitError):
             f"Redis connection {name!r}: pool exhausted, {detail}; "
             f"MAX_CONNECTIONS={max_connections}."
         )
+
+
+class OutcomeUnknown(RedisConnError):
+    """A command that is not read-only (or a batch) was written to the server, then its
+    connection was lost or its reply timed out: it may or may not have run.
+
+    redis_conn never sends it again (CONTRACT section 6). Catch this to decide yourself, e.g.
+    by reading the key back. The concrete classes are also redis-py's ``ConnectionError`` or
+    ``TimeoutError``, so code that handles those keeps working.
+    """
+
+    def __init__(self, connection_name: str, command: str, detail: str) -> None:
+        self.connection_name = connection_name
+        self.command = command
+        detail = detail.rstrip(".")
+        super().__init__(
+            f"Redis connection {connection_name!r}: {detail} after {command} was sent; "
+            "it may or may not have run, and it was not sent again."
+        )
+
+
+class ConnectionLostAfterWrite(OutcomeUnknown, _RedisConnectionError):
+    """The connection was lost after a non-read-only command or a batch was written."""
+
+
+class TimeoutAfterWrite(OutcomeUnknown, _RedisTimeoutError):
+    """No reply within SOCKET_TIMEOUT after a non-read-only command or a batch was written."""
 
 
 class ResultNotReady(RedisConnError):
