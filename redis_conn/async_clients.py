@@ -22,6 +22,7 @@ from redis_conn.clients import connection_kwargs, pool_kwargs, replica_reads, se
 from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import async_connection_class, name_error, owes_replies
+from redis_conn.multiplex_client import multiplexed_client
 from redis_conn.pools import PoolUsage
 from redis_conn.retry import AsyncRetry
 
@@ -147,6 +148,8 @@ def build_async_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Asyn
         **pool_kwargs(spec),
         **connection_kwargs(spec, AsyncRetry),
     )
+    if spec.multiplex:
+        return multiplexed_client(pool, spec)
     return redis.asyncio.Redis.from_pool(pool)
 
 
@@ -175,7 +178,10 @@ def _async_sentinel_client(spec: ConnectionSpec) -> redis.asyncio.Redis:
         **pool_kwargs(spec),
         **kwargs,
     )
-    client = redis.asyncio.Redis.from_pool(pool)
+    if spec.multiplex:
+        client: redis.asyncio.Redis = multiplexed_client(pool, spec)
+    else:
+        client = redis.asyncio.Redis.from_pool(pool)
     client.sentinel_manager = manager  # type: ignore[attr-defined]
     return client
 

@@ -85,6 +85,22 @@ def async_pipeline(
     return AsyncPipeline(pipe._root, name, parent=pipe, pending=[], autocommit=autocommit)
 
 
+def sends_on_loop(pipe: PipelineBase) -> bool:
+    """Whether a root's queue has commands for a MULTIPLEX connection (whose shared connection
+    lives on the event loop, so a sync root is better sent with :func:`execute_on_loop`)."""
+    root = pipe._root
+    registry = root.registry
+    return any(registry.spec(name).multiplex for name, b in root.batches.items() if b.futures)
+
+
+async def execute_on_loop(pipe: PipelineBase) -> None:
+    """Send a root's queue from the running event loop on the asyncio clients, even if the
+    root is synchronous (a request pipeline flushed by an async middleware)."""
+    work = pipe._root.take()
+    if work:
+        raise_failures(work, await _send_all(pipe._root, work))
+
+
 async def _checkout(pool: Any) -> Any:
     return await pool.get_connection()
 
@@ -171,6 +187,10 @@ async def _send_batch(root: Root, name: str, futures: list[Future[Any]]) -> Base
         client = root.registry.get_async(name)
         if isinstance(client, AsyncRedisCluster):
             return await _send_cluster(client, futures, root.transaction)
+        batch_client = getattr(client, "batch_client", None)
+        if batch_client is not None:  # MULTIPLEX: one contiguous write on the shared connection
+            commands = [(f._args, f._options) for f in futures]
+            client = batch_client(commands, transaction=root.transaction)
         if root.transaction:
             return await _send_transaction(client, name, futures)
         return await _send_plain(client, name, futures)

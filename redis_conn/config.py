@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "SOCKET_CONNECT_TIMEOUT": 2.0,
     "HEALTH_CHECK_INTERVAL": 30,
     "RETRY": 3,
+    "MULTIPLEX": False,
 }
 KNOWN_KEYS = (
     "URL",
@@ -118,6 +119,7 @@ class ConnectionSpec:
     socket_connect_timeout: float | None = 2.0
     health_check_interval: float = 30
     retry: int = 3
+    multiplex: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -214,6 +216,7 @@ def _spec(name: str, entry: Mapping[str, Any]) -> ConnectionSpec:
         socket_connect_timeout=_seconds(values["SOCKET_CONNECT_TIMEOUT"]),
         health_check_interval=values["HEALTH_CHECK_INTERVAL"],
         retry=values["RETRY"],
+        multiplex=values["MULTIPLEX"],
         options=dict(entry.get("OPTIONS", {})),
     )
 
@@ -398,6 +401,14 @@ def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
                     "SENTINELS.",
                 )
             )
+    if cluster and entry.get("MULTIPLEX") is True:
+        problems.append(
+            conflict(
+                "MULTIPLEX",
+                "has MULTIPLEX with CLUSTER; multiplexing is not supported on Redis Cluster yet.",
+                "Remove MULTIPLEX: cluster clients keep a pool per node.",
+            )
+        )
     if cluster and isinstance(entry.get("URL"), str) and entry["URL"].startswith("unix:"):
         problems.append(
             conflict(
@@ -657,5 +668,6 @@ _VALUE_CHECKS = {
     "SOCKET_CONNECT_TIMEOUT": _check_seconds(allow_none=True, minimum_exclusive=True),
     "HEALTH_CHECK_INTERVAL": _check_seconds(allow_none=False),
     "RETRY": _check_count(0),
+    "MULTIPLEX": _check_bool,
     "OPTIONS": _check_options,
 }

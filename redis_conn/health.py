@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from redis_conn.config import ConnectionSpec
@@ -62,6 +63,8 @@ def check_connection(
         "ping_ms": None,
         "pool": None,
         "server": None,
+        "mode": "multiplexed" if spec.multiplex else "pooled",
+        "multiplex": _multiplex_report(spec),
     }
     problems: list[str] = []
     try:
@@ -87,6 +90,15 @@ def check_connection(
         entry["status"] = "degraded"
         entry["error"] = "; ".join(problems)
     return entry
+
+
+def _multiplex_report(spec: ConnectionSpec) -> dict[str, int] | None:
+    """The asyncio shared connections of a MULTIPLEX connection, in this process."""
+    if not spec.multiplex:
+        return None
+    from redis_conn.multiplex import usage
+
+    return asdict(usage(spec))
 
 
 def _describe(exc: BaseException, spec: ConnectionSpec) -> str:
@@ -204,5 +216,13 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
     for c in report["connections"]:
         if c["error"]:
             lines.append(f"{c['name']}: {c['error']}")
+    for c in report["connections"]:
+        mux = c.get("multiplex")
+        if mux is not None and c["alias_of"] is None:
+            lines.append(
+                f"{c['name']}: multiplexed (asyncio): {mux['in_flight']} in flight on "
+                f"{mux['connected']} shared connection(s) of {mux['event_loops']} event "
+                f"loop(s), {mux['reconnects']} reconnect(s)"
+            )
     lines.append(f"overall: {report['status']}  (POOL = in use/created/max)")
     return "\n".join(lines)

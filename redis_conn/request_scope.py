@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, Literal
 
+from redis_conn.async_pipeline import execute_on_loop, sends_on_loop
 from redis_conn.exceptions import PipelineError
 from redis_conn.pipeline import Pipeline, Root, pipeline
 from redis_conn.registry import ConnectionRegistry
@@ -110,7 +111,8 @@ class RequestPipeline:
                 raise
 
     async def aflush(self, *, on_error: OnError = "raise") -> None:
-        """:meth:`flush` for an event loop: the round trips run in a worker thread.
+        """:meth:`flush` for an event loop: the round trips run in a worker thread, or on the
+        loop itself when a MULTIPLEX connection has commands in the batch.
 
         When nothing was queued it returns at once, without a thread hop.
         """
@@ -119,7 +121,16 @@ class RequestPipeline:
         if self._finished is not None or root is None or not len(root):
             self._finished = self._finished or "flushed"
             return
-        await asyncio.to_thread(self.flush, on_error=on_error)
+        if not sends_on_loop(root):
+            await asyncio.to_thread(self.flush, on_error=on_error)
+            return
+        self._finished = "flushed"
+        try:
+            await execute_on_loop(root)
+        except Exception as exc:
+            self._log_failure(exc, on_error)
+            if on_error == "raise":
+                raise
 
     def discard(self) -> None:
         """Drop everything still queued (the view raised) and end the request's pipeline."""
@@ -197,8 +208,13 @@ class PipelineProxy:
         return Pipeline
 
     async def aexecute(self) -> None:
-        """``execute()`` for async views: the round trips run in a worker thread."""
-        await asyncio.to_thread(self._scope.pipeline.execute)
+        """``execute()`` for async views: the round trips run in a worker thread (on the loop
+        when a MULTIPLEX connection has commands queued)."""
+        root = self._scope.pipeline
+        if sends_on_loop(root):
+            await execute_on_loop(root)
+        else:
+            await asyncio.to_thread(root.execute)
 
     def __repr__(self) -> str:
         scope = self._scope

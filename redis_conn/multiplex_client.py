@@ -1,0 +1,241 @@
+"""The asyncio client of a MULTIPLEX connection: redis-py's client, on a shared connection.
+
+:class:`MultiplexedRedis` is a ``redis.asyncio.Redis`` with its whole command API. Commands
+that every task may share go through the connection's :class:`~redis_conn.multiplex.Multiplexer`;
+the ones that would hold or change the shared connection go where redis-py sends them, to a
+dedicated connection from the connection's pool (MAX_CONNECTIONS, BLOCKING, POOL_TIMEOUT):
+
+- blocking commands: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BZPOPMIN, BZPOPMAX, BZMPOP, BLMPOP,
+  WAIT, WAITAOF, and XREAD/XREADGROUP with BLOCK;
+- connection state: MULTI/EXEC/WATCH..., (P|S)SUBSCRIBE, MONITOR, SELECT, AUTH, HELLO, CLIENT
+  REPLY/TRACKING/SETNAME..., and SCRIPT/FUNCTION KILL (the shared connection may be the one
+  waiting for the script);
+- ``pubsub()``, ``monitor()``, ``client()``, and pipelines that WATCH or load scripts.
+
+A plain pipeline, a transaction without WATCH, and a batch of :mod:`redis_conn.async_pipeline`
+go out as one contiguous write on the shared connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio
+import redis.asyncio.client
+from redis.client import NEVER_DECODE
+
+from redis_conn.config import ConnectionSpec
+from redis_conn.multiplex import Channel, Multiplexer
+
+__all__ = ["MultiplexedPipeline", "MultiplexedRedis", "multiplexed_client", "needs_dedicated"]
+
+_BLOCKING = frozenset(
+    {
+        "BLPOP",
+        "BRPOP",
+        "BLMOVE",
+        "BRPOPLPUSH",
+        "BZPOPMIN",
+        "BZPOPMAX",
+        "BZMPOP",
+        "BLMPOP",
+        "WAIT",
+        "WAITAOF",
+    }
+)
+_BLOCKING_WITH_OPTION = frozenset({"XREAD", "XREADGROUP"})  # with BLOCK among the arguments
+_CONNECTION_STATE = frozenset(
+    {
+        "MULTI",
+        "EXEC",
+        "DISCARD",
+        "WATCH",
+        "UNWATCH",
+        "SUBSCRIBE",
+        "PSUBSCRIBE",
+        "SSUBSCRIBE",
+        "UNSUBSCRIBE",
+        "PUNSUBSCRIBE",
+        "SUNSUBSCRIBE",
+        "MONITOR",
+        "SELECT",
+        "AUTH",
+        "HELLO",
+        "RESET",
+        "QUIT",
+        "READONLY",
+        "READWRITE",
+        "SYNC",
+        "PSYNC",
+        "SHUTDOWN",
+        "CLIENT REPLY",
+        "CLIENT TRACKING",
+        "CLIENT CACHING",
+        "CLIENT SETNAME",
+        "CLIENT SETINFO",
+        "CLIENT NO-EVICT",
+        "CLIENT NO-TOUCH",
+        "SCRIPT KILL",
+        "FUNCTION KILL",
+    }
+)
+_WITH_SUBCOMMAND = frozenset({"CLIENT", "SCRIPT", "FUNCTION"})
+_SHARED, _DEDICATED, _IF_BLOCK, _BY_SUBCOMMAND = 0, 1, 2, 3
+_routes: dict[Any, int] = {}  # command name as given -> route (a few dozen names at most)
+_MAX_ROUTES = 1024
+
+
+def _upper(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value).decode("utf-8", "replace")
+    return str(value).upper()
+
+
+def _route(name: Any) -> int:
+    text = " ".join(_upper(name).split())
+    if text in _BLOCKING or text in _CONNECTION_STATE or text.startswith("HIMPORT"):
+        return _DEDICATED
+    if text in _BLOCKING_WITH_OPTION:
+        return _IF_BLOCK
+    if text in _WITH_SUBCOMMAND:
+        return _BY_SUBCOMMAND
+    return _SHARED
+
+
+def needs_dedicated(args: tuple[Any, ...]) -> bool:
+    """Whether a command must not go on the shared connection (it blocks or changes it)."""
+    name = args[0]
+    try:
+        route = _routes.get(name)
+    except TypeError:  # an unhashable name (memoryview)
+        route = None
+    if route is None:
+        route = _route(name)
+        if len(_routes) < _MAX_ROUTES and isinstance(name, str | bytes):
+            _routes[name] = route
+    if route == _SHARED:
+        return False
+    if route == _DEDICATED:
+        return True
+    if route == _IF_BLOCK:
+        return any(
+            isinstance(arg, str | bytes) and len(arg) == 5 and _upper(arg) == "BLOCK"
+            for arg in args[1:]
+        )
+    return len(args) > 1 and _route(f"{_upper(name)} {_upper(args[1])}") == _DEDICATED
+
+
+class MultiplexedRedis(redis.asyncio.Redis):
+    """``redis.asyncio.Redis`` whose shareable commands ride one connection per event loop."""
+
+    #: None on the clients redis-py derives from this one (``client()``): they are pooled.
+    multiplexer: Multiplexer | None = None
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        mux = self.multiplexer
+        if mux is None or self.single_connection_client or needs_dedicated(args):
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        # The slot stands in for a connection: parse_response reads the reply from it and
+        # applies redis-py's response callback.
+        slot = mux.send(args, NEVER_DECODE in options)
+        return await self.parse_response(slot, args[0], **options)  # type: ignore[arg-type]
+
+    def pipeline(
+        self, transaction: bool = True, shard_hint: str | None = None
+    ) -> MultiplexedPipeline:
+        pipe = MultiplexedPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+        pipe.multiplexer = self.multiplexer
+        return pipe
+
+    def batch_client(
+        self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]], *, transaction: bool
+    ) -> Any:
+        """What :mod:`redis_conn.async_pipeline` sends one batch through.
+
+        Itself (pooled) when a command of the batch needs a dedicated connection; else a view
+        with this client's parsing and a "pool" that lends one channel of the shared
+        connection.
+        """
+        mux = self.multiplexer
+        if mux is None or any(needs_dedicated(args) for args, _ in commands):
+            return self
+        raw = None if transaction else [NEVER_DECODE in options for _, options in commands]
+        kind = "transaction" if transaction else "pipeline"
+        channel = mux.channel(raw, f"a {kind} of {len(commands)} commands")
+        return _SharedBatch(self, channel)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self.multiplexer is not None:
+            await self.multiplexer.aclose()
+        await super().aclose(close_connection_pool)
+
+    def __repr__(self) -> str:
+        return f"<MultiplexedRedis {self.multiplexer!r} pool={self.connection_pool!r}>"
+
+
+class MultiplexedPipeline(redis.asyncio.client.Pipeline):
+    """redis-py's asyncio pipeline; without WATCH or scripts it runs on the shared connection.
+
+    redis-py's own ``_execute_pipeline``/``_execute_transaction`` do the packing and reading,
+    through a :class:`~redis_conn.multiplex.Channel` instead of a pooled connection. The batch
+    is sent once: never retried, since what was written may have run.
+    """
+
+    multiplexer: Multiplexer | None = None
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        mux, stack = self.multiplexer, self.command_stack
+        if (
+            mux is None
+            or self.watching
+            or self.connection is not None
+            or self.scripts
+            or any(needs_dedicated(args) for args, _ in stack)
+        ):
+            return await super().execute(raise_on_error)
+        if not stack:
+            return []
+        transaction = self.is_transaction or self.explicit_transaction
+        raw = None if transaction else [NEVER_DECODE in options for _, options in stack]
+        kind = "transaction" if transaction else "pipeline"
+        channel = mux.channel(raw, f"a {kind} of {len(stack)} commands")
+        run = self._execute_transaction if transaction else self._execute_pipeline
+        try:
+            return await run(channel, stack, raise_on_error)  # type: ignore[arg-type, no-any-return]
+        except BaseException:
+            channel.abandon()  # replies not read yet are read and dropped
+            raise
+        finally:
+            await self.reset()  # type: ignore[no-untyped-call]
+
+
+class _ChannelLease:
+    """Lends one channel, as a pool lends a connection; nothing to give back."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Channel:
+        return self._channel
+
+    async def release(self, connection: Any) -> None:
+        return None
+
+
+class _SharedBatch:
+    """A client's parsing and callbacks, with a channel of its shared connection as pool."""
+
+    def __init__(self, client: MultiplexedRedis, channel: Channel) -> None:
+        self.connection_pool = _ChannelLease(channel)
+        self.parse_response = client.parse_response
+        self.response_callbacks = client.response_callbacks
+
+
+def multiplexed_client(pool: Any, spec: ConnectionSpec) -> MultiplexedRedis:
+    """The client of a MULTIPLEX connection, over the pool its dedicated connections come from."""
+    client = MultiplexedRedis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # as from_pool(): closing the client closes the pool
+    client.multiplexer = Multiplexer(pool, spec)
+    return client
