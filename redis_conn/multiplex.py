@@ -135,10 +135,15 @@ class Channel:
     def pack_commands(self, commands: Iterable[Any]) -> Any:
         commands = list(commands)
         self._packed = len(commands)
-        return self._mux.packer().pack_commands(commands)
+        pack = self._mux.pack
+        return [chunk for args in commands for chunk in pack(tuple(args))]
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         count, self._packed = self._packed, 0
+        if count == 0:  # the replies could not be counted: sending would desynchronise
+            raise RuntimeError(
+                "A Channel sends only what its pack_command(s) packed, right after packing."
+            )
         raw = self._raw if self._raw is not None and len(self._raw) == count else None
         self._raw = None
         batch = self._mux.send_batch(command, count, raw, self._label)
