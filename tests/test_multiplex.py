@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from redis._parsers import _AsyncRESP2Parser
 from redis.exceptions import AuthenticationError, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -137,7 +138,7 @@ def test_sync_clients_stay_pooled(registry: ConnectionRegistry, redis_server: An
 # -- the shared connection ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["tcp", "unix", "tls", "acl"])
+@pytest.mark.parametrize("kind", ["tcp", "unix", "tls", "acl", "python-parser"])
 def test_1000_tasks_read_their_own_keys_over_one_connection(
     registry: ConnectionRegistry,
     kind: str,
@@ -145,16 +146,19 @@ def test_1000_tasks_read_their_own_keys_over_one_connection(
     redis_server_b: Any,
     tls_server: Any,
 ) -> None:
-    server = {"tcp": redis_server, "unix": redis_server, "tls": tls_server}.get(
-        kind, redis_server_b
-    )
+    server = {"acl": redis_server_b, "tls": tls_server}.get(kind, redis_server)
     url = {
         "tcp": redis_server.url,
         "unix": redis_server.unix_url,
         "tls": tls_server.url,
         "acl": redis_server_b.acl_url,
+        "python-parser": redis_server.url,
     }[kind]
-    extra = {"OPTIONS": {"ssl_ca_certs": tls_server.ca_cert}} if kind == "tls" else {}
+    extra: dict[str, Any] = {}
+    if kind == "tls":
+        extra = {"OPTIONS": {"ssl_ca_certs": tls_server.ca_cert}}
+    elif kind == "python-parser":  # what runs where hiredis is not installed
+        extra = {"OPTIONS": {"parser_class": _AsyncRESP2Parser}}
     registry.configure({"default": settings(url, **extra)})
     peak = 0
 
@@ -183,6 +187,64 @@ def test_1000_tasks_read_their_own_keys_over_one_connection(
 
     assert run(registry, body) == []
     assert 1 <= peak <= 2
+
+
+def test_redis_py_api_on_the_shared_connection(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure({"default": settings(redis_server.url, OPTIONS={"decode_responses": True})})
+
+    async def body() -> tuple[Any, ...]:
+        r = registry.get_async()
+        await r.set("d", "v")
+        dumped = await r.dump("d")  # NEVER_DECODE: bytes even with decode_responses
+        async with r.lock("the-lock", timeout=5):  # SET NX, then a Lua script to release
+            held = await r.get("the-lock")
+        script = r.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+        scripted = await script(keys=["s"], args=[5])
+        return dumped, held is not None, await r.get("the-lock"), scripted, await r.hgetall("no")
+
+    dumped, held, released, scripted, empty = run(registry, body)
+    assert isinstance(dumped, bytes) and dumped.startswith(b"\x00\x01v")
+    assert (held, released, scripted, empty) == (True, None, 5, {})
+
+
+def test_a_loop_that_ends_without_aclose_leaves_nothing_open(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure({"default": settings(redis_server.url)})
+
+    async def body() -> None:
+        assert await registry.get_async().incr("left-open") == 1
+
+    asyncio.run(body())  # no aclose_async(): the loop's end cancels the writer, which closes
+    deadline = time.monotonic() + DEADLINE
+    while named_connections(redis_server):
+        assert time.monotonic() < deadline, "the shared connection was left open"
+        time.sleep(0.01)
+    registry.close_all()  # the closed loop's client is dropped quietly
+
+
+def test_an_idle_connection_pings_after_health_check_interval(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure({"default": settings(redis_server.url, HEALTH_CHECK_INTERVAL=0.3)})
+
+    def pings() -> int:
+        with redis_server.client() as raw:
+            return int(raw.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+
+    async def body() -> tuple[int, int]:
+        r = registry.get_async()
+        await r.incr("hc")
+        before = pings()
+        await r.incr("hc")  # busy: no PING
+        busy = pings() - before
+        await asyncio.sleep(0.6)  # idle for longer than HEALTH_CHECK_INTERVAL
+        await r.incr("hc")
+        return busy, pings() - before
+
+    assert run(registry, body) == (0, 1)
 
 
 def test_commands_of_one_loop_iteration_go_out_in_one_write(
