@@ -368,7 +368,10 @@ class Multiplexer:
                     f"Redis connection {self.name!r}: the asyncio client was closed (or its "
                     "event loop ended) while the command waited."
                 )
-            await _quietly_disconnect(self._shut(exc))
+            conn, reader = self._shut(exc)
+            await _quietly_disconnect(conn, wait=True)
+            if reader is not None:
+                reader.cancel()
             raise
 
     async def _connect(self) -> None:
@@ -498,9 +501,9 @@ class Multiplexer:
         self._pending.extendleft(reversed(resend))
         reader, conn = self._reader, self._conn
         self._reader = self._reader_wake = None
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
         if close:
+            if reader is not None and reader is not asyncio.current_task():
+                reader.cancel()
             self._close_later(conn)
         if self._pending:
             self._wake_writer()
@@ -555,12 +558,14 @@ class Multiplexer:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    def _shut(self, exc: BaseException) -> Any:
+    def _shut(self, exc: BaseException) -> tuple[Any, asyncio.Task[None] | None]:
         """No more sending: every waiter, queued or in flight, gets ``exc``.
 
-        Returns the connection for the caller to close (in its own task: at the end of an
-        event loop a new task would never run).
+        Returns the connection and its reader for the caller to close, in this order: a
+        closed socket ends the reader, and a TLS connection is closed only once its shutdown
+        is through (a loop that ends first would leave the socket open).
         """
+        reader = self._reader
         self._shutting = True
         self._writer = self._writer_wake = None
         if self._connected:
@@ -572,25 +577,24 @@ class Multiplexer:
         self._fail_pending(exc)
         self._shutting = False
         conn, self._conn = self._conn, None
-        return conn
+        return conn, reader
 
     async def aclose(self) -> None:
         """Close the shared connection; commands still waiting fail, the next one reconnects
         (as a redis-py pool does after ``aclose()``)."""
-        writer, reader = self._writer, self._reader
+        writer = self._writer
         closed = RedisConnectionError(
             f"Redis connection {self.name!r}: the asyncio client was closed while the command "
             "waited."
         )
-        conn = self._shut(closed)
+        conn, reader = self._shut(closed)
+        await _quietly_disconnect(conn, wait=True)
         for task in (writer, reader):
             if task is not None and not task.done():
                 task.cancel()
         await asyncio.gather(
             *(t for t in (writer, reader) if t is not None), return_exceptions=True
         )
-        if conn is not None:
-            await _quietly_disconnect(conn)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
         _live.discard(self)
@@ -607,9 +611,10 @@ async def _has_data(conn: Any) -> bool:
     return bool(await check())
 
 
-async def _quietly_disconnect(conn: Any) -> None:
+async def _quietly_disconnect(conn: Any, *, wait: bool = False) -> None:
     # Closing is best effort: the error worth reporting is the one that made us close.
+    # ``wait``: until the socket is closed (TLS: shutdown done; bounded by the connect timeout).
     if conn is None:
         return
     with contextlib.suppress(Exception):
-        await conn.disconnect(nowait=True)
+        await conn.disconnect(nowait=not wait)
