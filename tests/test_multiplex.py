@@ -34,6 +34,7 @@ from redis_conn import (
 )
 from redis_conn.async_pipeline import async_pipeline
 from redis_conn.config import parse
+from redis_conn.health import render
 from redis_conn.multiplex import Multiplexer
 from redis_conn.multiplex_client import MultiplexedRedis, needs_dedicated
 from redis_conn.registry import connections
@@ -809,6 +810,10 @@ def test_health_shows_mode_and_commands_in_flight(
     }
     assert pooled["multiplex"] is None
     assert calm["connections"][0]["multiplex"]["in_flight"] == 0
+    assert (
+        "default: multiplexed (asyncio): 7 in flight on 1 shared connection(s) of 1 event "
+        "loop(s), 0 reconnect(s)"
+    ) in render(busy).splitlines()
 
 
 # -- Sentinel failover ---------------------------------------------------------------------------
