@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import weakref
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +44,7 @@ from redis.utils import HIREDIS_AVAILABLE
 from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import ConnectionLostAfterWrite, TimeoutAfterWrite
 
-__all__ = ["Channel", "MultiplexUsage", "Multiplexer", "usage"]
+__all__ = ["Batch", "MultiplexUsage", "Multiplexer", "usage"]
 
 _READ_ONLY = frozenset(READ_COMMANDS)
 
@@ -98,8 +97,11 @@ class _Slot:
         return reply
 
 
-class _Batch:
-    """Commands sent as one contiguous write; their replies are consecutive slots."""
+class Batch:
+    """Commands sent as one contiguous write; their replies are consecutive slots.
+
+    Each slot's ``read_response()`` returns (or raises) its reply, in order.
+    """
 
     __slots__ = ("abandoned", "data", "slots")
 
@@ -108,68 +110,12 @@ class _Batch:
         self.slots = slots
         self.abandoned = False
 
-
-class Channel:
-    """A connection-like view of the shared connection, for one batch (a pipeline).
-
-    redis-py's pipeline code and :mod:`redis_conn.async_pipeline` pack, send and read through
-    it exactly as through a pooled connection. ``raw`` says, per command of the next send,
-    whether its reply is read undecoded (``NEVER_DECODE``): the reader reads ahead of the
-    batch's owner, so it must know before. ``disconnect()`` (what a pipeline interrupted
-    while reading calls) abandons the batch: its replies are still read, and dropped; it never
-    closes the shared socket.
-    """
-
-    def __init__(self, multiplexer: Multiplexer, raw: list[bool] | None, label: str) -> None:
-        self._mux = multiplexer
-        self._raw = raw
-        self._label = label
-        self._packed = 0
-        self._slots: deque[_Slot] = deque()
-        self._batches: list[_Batch] = []
-
-    def pack_command(self, *args: Any) -> Any:
-        self._packed = 1
-        return self._mux.pack(args)
-
-    def pack_commands(self, commands: Iterable[Any]) -> Any:
-        commands = list(commands)
-        self._packed = len(commands)
-        pack = self._mux.pack
-        return [chunk for args in commands for chunk in pack(tuple(args))]
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        count, self._packed = self._packed, 0
-        if count == 0:  # the replies could not be counted: sending would desynchronise
-            raise RuntimeError(
-                "A Channel sends only what its pack_command(s) packed, right after packing."
-            )
-        raw = self._raw if self._raw is not None and len(self._raw) == count else None
-        self._raw = None
-        batch = self._mux.send_batch(command, count, raw, self._label)
-        self._batches.append(batch)
-        self._slots.extend(batch.slots)
-
-    async def send_command(self, *args: Any, **kwargs: Any) -> None:
-        await self.send_packed_command(self.pack_command(*args))
-
-    async def read_response(self, disable_decoding: bool = False, **_: Any) -> Any:
-        if not self._slots:
-            raise RedisConnectionError(
-                f"Redis connection {self._mux.name!r}: a reply was read that was never asked "
-                "for on the shared connection."
-            )
-        return await self._slots.popleft().read_response()
-
-    async def disconnect(self, *args: Any, **kwargs: Any) -> None:
-        self.abandon()
-
     def abandon(self) -> None:
-        """Drop the replies still owed to this batch (unsent: it is not sent at all)."""
-        for batch in self._batches:
-            batch.abandoned = True
-        while self._slots:
-            self._slots.popleft().future.cancel()
+        """Nobody will read the replies still owed: not written yet, it is never written;
+        written, its replies are read and dropped."""
+        self.abandoned = True
+        for slot in self.slots:
+            slot.future.cancel()
 
 
 @dataclass(frozen=True)
@@ -219,7 +165,7 @@ class Multiplexer:
         )
         self._connected = False
         self._generation = 0  # changes on every connect and every loss: stale work stops
-        self._pending: deque[_Slot | _Batch] = deque()  # queued, not written yet
+        self._pending: deque[_Slot | Batch] = deque()  # queued, not written yet
         self._inflight: deque[_Slot] = deque()  # written, reply not read yet
         self._writer: asyncio.Task[None] | None = None
         self._writer_wake: asyncio.Future[None] | None = None
@@ -241,7 +187,7 @@ class Multiplexer:
     @property
     def in_flight(self) -> int:
         """Commands handed to the multiplexer whose replies have not been read yet."""
-        queued = sum(len(i.slots) if isinstance(i, _Batch) else 1 for i in self._pending)
+        queued = sum(len(i.slots) if isinstance(i, Batch) else 1 for i in self._pending)
         return queued + len(self._inflight)
 
     @property
@@ -274,7 +220,7 @@ class Multiplexer:
         self._wake_writer()
         return slot
 
-    def send_batch(self, data: Any, count: int, raw: list[bool] | None, label: str) -> _Batch:
+    def send_batch(self, data: Any, count: int, raw: list[bool] | None, label: str) -> Batch:
         """Queue an already packed batch of ``count`` commands, to go out in one piece."""
         loop = self._running_loop()
         slots = [
@@ -283,13 +229,10 @@ class Multiplexer:
         ]
         for slot in slots:
             slot.label = label
-        batch = _Batch(data, slots)
+        batch = Batch(data, slots)
         self._pending.append(batch)
         self._wake_writer()
         return batch
-
-    def channel(self, raw: list[bool] | None = None, label: str = "a pipeline") -> Channel:
-        return Channel(self, raw, label)
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -547,7 +490,7 @@ class Multiplexer:
     def _fail_pending(self, exc: BaseException) -> None:
         while self._pending:
             item = self._pending.popleft()
-            for slot in item.slots if isinstance(item, _Batch) else (item,):
+            for slot in item.slots if isinstance(item, Batch) else (item,):
                 if not slot.future.done():
                     slot.future.set_result(exc)
 

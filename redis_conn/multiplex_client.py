@@ -13,21 +13,32 @@ dedicated connection from the connection's pool (MAX_CONNECTIONS, BLOCKING, POOL
 - ``pubsub()``, ``monitor()``, ``client()``, and pipelines that WATCH or load scripts.
 
 A plain pipeline, a transaction without WATCH, and a batch of :mod:`redis_conn.async_pipeline`
-go out as one contiguous write on the shared connection.
+go out as one contiguous write on the shared connection, through a :class:`Channel`: a
+connection-like view of the shared connection that redis-py's own pipeline code packs, sends
+and reads through.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio
 import redis.asyncio.client
 from redis.client import NEVER_DECODE
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from redis_conn.config import ConnectionSpec
-from redis_conn.multiplex import Channel, Multiplexer
+from redis_conn.multiplex import Batch, Multiplexer
 
-__all__ = ["MultiplexedPipeline", "MultiplexedRedis", "multiplexed_client", "needs_dedicated"]
+__all__ = [
+    "Channel",
+    "MultiplexedPipeline",
+    "MultiplexedRedis",
+    "multiplexed_client",
+    "needs_dedicated",
+]
 
 _BLOCKING = frozenset(
     {
@@ -163,7 +174,7 @@ class MultiplexedRedis(redis.asyncio.Redis):
             return self
         raw = None if transaction else [NEVER_DECODE in options for _, options in commands]
         kind = "transaction" if transaction else "pipeline"
-        channel = mux.channel(raw, f"a {kind} of {len(commands)} commands")
+        channel = Channel(mux, raw, f"a {kind} of {len(commands)} commands")
         return _SharedBatch(self, channel)
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
@@ -200,7 +211,7 @@ class MultiplexedPipeline(redis.asyncio.client.Pipeline):
         transaction = self.is_transaction or self.explicit_transaction
         raw = None if transaction else [NEVER_DECODE in options for _, options in stack]
         kind = "transaction" if transaction else "pipeline"
-        channel = mux.channel(raw, f"a {kind} of {len(stack)} commands")
+        channel = Channel(mux, raw, f"a {kind} of {len(stack)} commands")
         run = self._execute_transaction if transaction else self._execute_pipeline
         try:
             return await run(channel, stack, raise_on_error)  # type: ignore[arg-type, no-any-return]
@@ -209,6 +220,68 @@ class MultiplexedPipeline(redis.asyncio.client.Pipeline):
             raise
         finally:
             await self.reset()  # type: ignore[no-untyped-call]
+
+
+class Channel:
+    """A connection-like view of the shared connection, for one batch (a pipeline).
+
+    redis-py's pipeline code and :mod:`redis_conn.async_pipeline` pack, send and read through
+    it exactly as through a pooled connection. ``raw`` says, per command of the next send,
+    whether its reply is read undecoded (``NEVER_DECODE``): the reader reads ahead of the
+    batch's owner, so it must know before. ``disconnect()`` (what a pipeline interrupted
+    while reading calls) abandons the batch: its replies are still read, and dropped; it never
+    closes the shared socket.
+    """
+
+    def __init__(self, multiplexer: Multiplexer, raw: list[bool] | None, label: str) -> None:
+        self._mux = multiplexer
+        self._raw = raw
+        self._label = label
+        self._packed = 0
+        self._slots: deque[Any] = deque()  # the replies owed to this channel, in order
+        self._batches: list[Batch] = []
+
+    def pack_command(self, *args: Any) -> Any:
+        self._packed = 1
+        return self._mux.pack(args)
+
+    def pack_commands(self, commands: Iterable[Any]) -> Any:
+        commands = list(commands)
+        self._packed = len(commands)
+        pack = self._mux.pack
+        return [chunk for args in commands for chunk in pack(tuple(args))]
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        count, self._packed = self._packed, 0
+        if count == 0:  # the replies could not be counted: sending would desynchronise
+            raise RuntimeError(
+                "A Channel sends only what its pack_command(s) packed, right after packing."
+            )
+        raw = self._raw if self._raw is not None and len(self._raw) == count else None
+        self._raw = None
+        batch = self._mux.send_batch(command, count, raw, self._label)
+        self._batches.append(batch)
+        self._slots.extend(batch.slots)
+
+    async def send_command(self, *args: Any, **kwargs: Any) -> None:
+        await self.send_packed_command(self.pack_command(*args))
+
+    async def read_response(self, disable_decoding: bool = False, **_: Any) -> Any:
+        if not self._slots:
+            raise RedisConnectionError(
+                f"Redis connection {self._mux.name!r}: a reply was read that was never asked "
+                "for on the shared connection."
+            )
+        return await self._slots.popleft().read_response()
+
+    async def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Drop the replies still owed to this batch (unsent: it is not sent at all)."""
+        for batch in self._batches:
+            batch.abandon()
+        self._slots.clear()
 
 
 class _ChannelLease:
