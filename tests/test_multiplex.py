@@ -38,7 +38,7 @@ from redis_conn.health import render
 from redis_conn.multiplex import Multiplexer
 from redis_conn.multiplex_client import MultiplexedRedis, needs_dedicated
 from redis_conn.registry import connections
-from redis_conn.request_scope import RequestPipeline
+from redis_conn.request_scope import PipelineProxy, RequestPipeline
 
 try:
     from servers import RedisServer, SentinelDeployment
@@ -542,20 +542,26 @@ def test_async_pipelines_send_each_batch_on_the_shared_connection(
 
 
 def test_the_request_pipelines_async_flush_uses_the_shared_connection(
-    registry: ConnectionRegistry, redis_server: Any
+    registry: ConnectionRegistry, redis_server: Any, redis_server_b: Any
 ) -> None:
-    registry.configure({"default": settings(redis_server.url)})
+    registry.configure(
+        {"default": settings(redis_server.url), "other": {"URL": redis_server_b.url}}
+    )
 
-    async def body() -> tuple[Any, Any, int]:
+    async def body() -> tuple[list[Any], int]:
         scope = RequestPipeline(registry)
         hits = scope.pipeline.incr("hits")
+        elsewhere = scope.pipeline["other"].incr("hits")  # pooled: sent from the loop as well
         await scope.aflush()
-        scope2 = RequestPipeline(registry)
-        more = scope2.pipeline.incr("hits")
-        return hits.result, more.done(), named_connections(redis_server)
+        in_view = RequestPipeline(registry)
+        proxy = PipelineProxy(in_view)
+        more = proxy.incr("hits")
+        await proxy.aexecute()
+        return [hits.result, elsewhere.result, more.result], named_connections(redis_server)
 
-    hits, more_done, on_server = run(registry, body)
-    assert (hits, more_done, on_server) == (1, False, 1)  # no pooled sync connection opened
+    results, on_server = run(registry, body)
+    assert results == [1, 1, 2]
+    assert on_server == 1  # the shared connection only: no sync pool, no worker thread
 
 
 # -- failures ------------------------------------------------------------------------------------
