@@ -860,7 +860,11 @@ def test_the_shared_connection_follows_a_sentinel_failover(
         assert isinstance(r, MultiplexedRedis)
         assert await r.set("before", "1") is True
         for _ in range(30):
-            if await r.wait(1, 300) == 1:  # WAIT: on a dedicated connection
+            # WAIT waits for its own connection's writes: the SET goes with it (a pipeline
+            # with a blocking command runs on a dedicated connection as a whole).
+            async with r.pipeline(transaction=False) as pipe:
+                _, replicated = await pipe.set("before", "1").wait(1, 300).execute()
+            if replicated == 1:
                 break
         deployment.primary.kill()
         errors: list[str] = []
