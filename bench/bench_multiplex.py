@@ -12,7 +12,10 @@ For each way: commands per second, the 99th percentile of the tasks' durations, 
 server connections (sampled from ``INFO clients`` by another process, every 2 ms), and client
 CPU per command (process CPU time of the burst / commands). The ways are interleaved run by run;
 medians are printed with the ratios of the multiplexed way to the others, and the targets
-checked. With uvloop installed the table is repeated on uvloop. A chart is drawn.
+checked. Then, multiplexed: how long 1,000 GETs take beside a BLPOP waiting 2 s (on its
+dedicated connection), and 2,000 tasks under random ``wait_for`` timeouts whose keys are read
+back (wrong replies: 0). With uvloop installed everything is repeated on uvloop. A chart is
+drawn.
 
 The script starts its own redis-server on a free port (never 6379) and stops it at the end.
 Needs the ``bench`` extra (coredis, uvloop, matplotlib)::
@@ -217,6 +220,60 @@ async def burst(way: str, port: int, tasks: int, commands: int, peak: PeakConnec
     )
 
 
+async def blpop_beside_gets(gets: int) -> tuple[float, bool]:
+    """A BLPOP waits 2 s on an empty list while ``gets`` GETs run: how long do the GETs take?"""
+    client = connections.get_async("mux")
+    try:
+        await client.set("beside", "v")
+        blpop = asyncio.create_task(client.blpop(["bench:empty"], timeout=2))
+        while client.connection_pool.usage().in_use < 1:  # the BLPOP has its connection
+            await asyncio.sleep(0.001)
+        started = time.perf_counter()
+        await asyncio.gather(*(client.get("beside") for _ in range(gets)))
+        elapsed = time.perf_counter() - started
+        still_waiting = not blpop.done()
+        await blpop
+        return elapsed, still_waiting
+    finally:
+        await connections.aclose_async()
+
+
+async def cancellations(tasks: int, seed: int) -> tuple[int, int]:
+    """``tasks`` tasks SET then GET their own key under a random ``wait_for`` timeout; then
+    every key is read back. Returns (cancelled, wrong replies)."""
+    import random
+
+    rng = random.Random(seed)
+    client = connections.get_async("mux")
+    wrong = cancelled = 0
+
+    async def set_then_get(i: int) -> None:
+        nonlocal wrong
+        await client.set(f"cancel:{i}", i)
+        if await client.get(f"cancel:{i}") != str(i).encode():
+            wrong += 1
+
+    async def one(i: int, limit: float) -> None:
+        nonlocal cancelled
+        try:
+            await asyncio.wait_for(set_then_get(i), timeout=rng.uniform(0, limit))
+        except TimeoutError:
+            cancelled += 1
+
+    try:
+        # Timeouts up to twice an uninterrupted burst: cut before, during and after writing.
+        started = time.perf_counter()
+        await asyncio.gather(*(set_then_get(i) for i in range(tasks)))
+        limit = 2 * (time.perf_counter() - started)
+        await client.delete(*(f"cancel:{i}" for i in range(tasks)))
+        await asyncio.gather(*(one(i, limit) for i in range(tasks)))
+        values = await asyncio.gather(*(client.get(f"cancel:{i}") for i in range(tasks)))
+        wrong += sum(1 for i, v in enumerate(values) if v not in (None, str(i).encode()))
+        return cancelled, wrong
+    finally:
+        await connections.aclose_async()
+
+
 def loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
         "asyncio": asyncio.new_event_loop
@@ -336,6 +393,12 @@ def main() -> int:
                     with asyncio.Runner(loop_factory=factory) as runner:
                         result = runner.run(burst(way, port, args.tasks, args.commands, peak))
                     runs[loop][way].append(result)
+        extras: dict[str, tuple[tuple[float, bool], tuple[int, int]]] = {}
+        for loop, factory in factories.items():
+            with asyncio.Runner(loop_factory=factory) as runner:
+                beside = runner.run(blpop_beside_gets(args.tasks))
+                cancelled = runner.run(cancellations(2000, seed=len(extras)))
+            extras[loop] = (beside, cancelled)
 
     tables = {
         loop: {way: summarize(rs) for way, rs in by_way.items()} for loop, by_way in runs.items()
@@ -358,6 +421,17 @@ def main() -> int:
     for loop, table in tables.items():
         print()
         targets += print_table(loop, table)
+    print()
+    for loop, ((elapsed, waiting), (cancelled, wrong)) in extras.items():
+        print(
+            f"{loop}: {args.tasks:,} GETs beside a BLPOP waiting 2 s: {elapsed * 1000:.0f} ms "
+            f"(BLPOP still waiting: {'yes' if waiting else 'no'}); 2,000 tasks under random "
+            f"wait_for timeouts: {cancelled} cancelled, {wrong} wrong replies"
+        )
+        targets.append(
+            (f"{loop}: GETs beside a BLPOP < 200 ms ({elapsed * 1000:.0f} ms)", elapsed < 0.2)
+        )
+        targets.append((f"{loop}: 0 wrong replies after cancellations ({wrong})", wrong == 0))
     print()
     for label, met in targets:
         print(f"{'PASS' if met else 'FAIL'}  {label}")
