@@ -61,7 +61,7 @@ def _describe(name: str, args: tuple[Any, ...]) -> str:
     # the pipeline modules import the registry, which imports this module.
     from redis_conn.pipeline import describe_command
 
-    return describe_command(name, args).split(": ", 1)[1]
+    return describe_command(name, args).removeprefix(f"{name!r}: ")
 
 
 def _reason(exc: BaseException, name: str) -> str:
@@ -85,7 +85,7 @@ class _Slot:
     ) -> None:
         self.future = future
         self.args = args  # None for a reply of a batch (a Channel's)
-        self.data = data  # the packed command, until written
+        self.data = data  # the packed command (kept: a read-only one may be re-sent once)
         self.raw = raw  # read with disable_decoding
         self.retried = False
         self.label = ""  # a batch's description, for errors
@@ -156,11 +156,14 @@ class Multiplexer:
         self._conn: Any = None  # the redis-py connection of the current socket
         self._spare: Any = None  # a connection object for packing before the first connect
         # redis-py's hiredis packer (its sync connections' default) writes the same bytes as
-        # the asyncio connection's pure-Python one in half the time, for UTF-8 text.
-        encoding = str(pool.connection_kwargs.get("encoding", "utf-8")).lower()
+        # the asyncio connection's pure-Python one in half the time, for strict UTF-8 text.
+        kwargs = pool.connection_kwargs
+        encoding = str(kwargs.get("encoding", "utf-8")).lower().replace("_", "-")
         self._fast_pack = (
             HiredisRespSerializer().pack
-            if HIREDIS_AVAILABLE and encoding.replace("_", "-") in ("utf-8", "utf8")
+            if HIREDIS_AVAILABLE
+            and encoding in ("utf-8", "utf8")
+            and kwargs.get("encoding_errors", "strict") == "strict"
             else None
         )
         self._connected = False

@@ -9,6 +9,7 @@ Server-side facts (connections, counters) are read with a plain redis-py client.
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import random
 import re
@@ -218,6 +219,38 @@ def test_redis_py_api_on_the_shared_connection(
     dumped, held, released, scripted, empty = run(registry, body)
     assert isinstance(dumped, bytes) and dumped.startswith(b"\x00\x01v")
     assert (held, released, scripted, empty) == (True, None, 5, {})
+
+
+@pytest.mark.parametrize("options", [{}, {"encoding": "latin-1"}])
+def test_values_are_written_as_redis_pys_asyncio_client_writes_them(
+    registry: ConnectionRegistry, redis_server: Any, options: dict[str, Any]
+) -> None:
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    values: list[Any] = [Level.HIGH, 1.5, 2**70, -0.0, memoryview(b"ab"), b"\xff", "é", "x" * 9000]
+    registry.configure({"default": settings(redis_server.url, OPTIONS=options)})
+
+    async def body() -> tuple[list[Any], Any]:
+        r = registry.get_async()
+        plain = redis.asyncio.Redis.from_url(redis_server.url, **options)
+        try:
+            for i, value in enumerate(values):
+                await r.set(f"mux:{i}", value)
+                await plain.set(f"plain:{i}", value)
+            with pytest.raises(redis.exceptions.DataError) as bad:
+                await r.set("bad", None)
+        finally:
+            await plain.aclose()
+        return [
+            await r.get(f"mux:{i}") == await r.get(f"plain:{i}") for i in range(len(values))
+        ], bad
+
+    same, bad = run(registry, body)
+    assert same == [True] * len(values)
+    assert str(bad.value) == (
+        "Invalid input of type: 'NoneType'. Convert to a bytes, string, int or float first."
+    )
 
 
 def test_a_loop_that_ends_without_aclose_leaves_nothing_open(
