@@ -31,6 +31,7 @@ from redis_conn import (
     ConnectionLostAfterWrite,
     ConnectionRegistry,
     OutcomeUnknown,
+    PoolExhausted,
     TimeoutAfterWrite,
 )
 from redis_conn.async_pipeline import async_pipeline
@@ -457,6 +458,30 @@ def test_a_waiting_blpop_does_not_hold_up_1000_gets(
     assert gets == {b"v"}
     assert on_server == 2  # the shared connection and the BLPOP's own
     assert popped == (b"empty-list", b"item")
+
+
+def test_the_pool_limits_apply_to_dedicated_connections_only(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure({"default": settings(redis_server.url, MAX_CONNECTIONS=1, BLOCKING=False)})
+
+    async def body() -> tuple[Any, list[Any], Any]:
+        r = registry.get_async()
+        first = asyncio.create_task(r.blpop(["q"], timeout=2))
+        await eventually(lambda: r.connection_pool.usage().in_use == 1, "BLPOP leased a conn")
+        with pytest.raises(PoolExhausted) as full:
+            await r.blpop(["q"], timeout=2)
+        shared = await asyncio.gather(*(r.incr("beside") for _ in range(100)))
+        await r.rpush("q", "x")
+        return await first, shared, full.value
+
+    popped, shared, full = run(registry, body)
+    assert popped == (b"q", b"x")
+    assert shared == list(range(1, 101))
+    assert str(full) == (
+        "Redis connection 'default': pool exhausted, all connections are in use and the pool "
+        "does not block (BLOCKING=False); MAX_CONNECTIONS=1."
+    )
 
 
 def test_blocking_xread_is_dedicated_and_plain_xread_is_shared(
