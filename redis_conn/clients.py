@@ -11,9 +11,10 @@ import redis.cluster
 import redis.sentinel
 from redis.cluster import LoadBalancingStrategy
 
+from redis_conn.cluster import NamedRedisCluster
 from redis_conn.config import ConnectionSpec
 from redis_conn.guarded import sync_connection_class
-from redis_conn.pools import GuardedConnectionPool, GuardedSentinelConnectionPool
+from redis_conn.pools import GuardedConnectionPool, GuardedPool, GuardedSentinelConnectionPool
 from redis_conn.retry import Retry, make_retry
 
 Client = redis.Redis | redis.cluster.RedisCluster
@@ -71,12 +72,28 @@ def build_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Client:
 
 
 def close_client(client: Client) -> None:
-    """Close the client's pool, and for Sentinel the connections to the sentinels too."""
-    client.close()
+    """Close the client's pools, and for Sentinel the connections to the sentinels too.
+
+    Our pools close gracefully: idle sockets now, lent ones when they come back, so a command
+    that another thread has in flight completes instead of failing on a closed socket.
+    """
+    if isinstance(client, redis.cluster.RedisCluster):
+        for node in client.get_nodes():  # type: ignore[no-untyped-call]
+            if node.redis_connection is not None:
+                _close_pool(node.redis_connection.connection_pool)
+    else:
+        _close_pool(client.connection_pool)
     manager = getattr(client, "sentinel_manager", None)
     if manager is not None:
         for sentinel in manager.sentinels:
             sentinel.close()
+
+
+def _close_pool(pool: Any) -> None:
+    if isinstance(pool, GuardedPool):
+        pool.retire()
+    else:
+        pool.disconnect()
 
 
 def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
@@ -100,7 +117,7 @@ def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
     return client
 
 
-def _cluster_client(spec: ConnectionSpec) -> redis.cluster.RedisCluster:
+def _cluster_client(spec: ConnectionSpec) -> NamedRedisCluster:
     assert spec.url is not None
     scheme = urlsplit(spec.url).scheme
     kwargs = connection_kwargs(spec)
@@ -110,7 +127,7 @@ def _cluster_client(spec: ConnectionSpec) -> redis.cluster.RedisCluster:
         blocking=spec.blocking,
         pool_timeout=spec.pool_timeout,
     )
-    return redis.cluster.RedisCluster.from_url(
+    return NamedRedisCluster.from_url(  # type: ignore[return-value]
         spec.url,
         max_connections=spec.max_connections,
         connection_pool_class=node_pool,

@@ -204,8 +204,8 @@ def test_configure_replaces_the_set_and_closes_old_pools(
     registry.configure({"other": {"FAKE": True}})
     assert registry.names() == ["other"]
     # the old pool's socket is closed
-    conn = old.connection_pool._leased or None
-    assert conn is None
+    usage = old.connection_pool.usage()
+    assert (usage.created, usage.in_use) == (0, 0)
     with redis_server.client() as raw:
         names = [c["name"] for c in raw.client_list()]
     assert len(names) == 1  # only the raw client itself
