@@ -5,7 +5,8 @@ make one; ``BLOCKING=False`` fails at once; either way the error is :class:`Pool
 Every change to the pool's state happens between two ``await``\\ s, so a cancellation (which
 arrives only at an ``await``) never leaves it half done, and giving a connection back never
 suspends. As in the sync pool, lent connections are held only weakly: one whose borrower
-vanished (an exception from a signal handler, say) is garbage-collected and its place freed.
+vanished (an exception from a signal handler, say) is garbage-collected and its place freed
+(looked for when a waiter reaches POOL_TIMEOUT, before it gives up).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.exceptions import PoolExhausted
-from redis_conn.guarded import owes_replies
-from redis_conn.pools import RECHECK_SECONDS, PoolObserver, PoolUsage
+from redis_conn.guarded import has_data, owes_replies
+from redis_conn.pools import PoolObserver, PoolUsage, collect_garbage
 
 _CREATE = object()  # what a waiter is woken with when it may make a connection
 
@@ -120,22 +121,21 @@ class AsyncGuardedPool:
     async def _wait(self) -> Any:
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        deadline = time.monotonic() + self.pool_timeout
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining > 0 and not waiter.done():
-                    await asyncio.wait((waiter,), timeout=min(remaining, RECHECK_SECONDS))
-                if not waiter.done():
-                    self._grant_free_places()
-                if waiter.done():
-                    grant = waiter.result()
-                    if grant is _CREATE:
-                        self._leases.pop(id(waiter), None)  # its place becomes the connection's
-                        return self._create()
-                    return grant
-                if time.monotonic() >= deadline:
-                    self._exhausted(waited=self.pool_timeout)
+            # Woken by a connection given back, or by leave to make one; only at the deadline
+            # does it look for places freed by borrowers that vanished (rare in asyncio, where
+            # a cancellation lands at an await, not inside the pool's bookkeeping).
+            await asyncio.wait((waiter,), timeout=self.pool_timeout)
+            if not waiter.done():
+                collect_garbage(self, time.monotonic())
+                self._grant_free_places()
+            if not waiter.done():
+                self._exhausted(waited=self.pool_timeout)
+            grant = waiter.result()
+            if grant is _CREATE:
+                self._leases.pop(id(waiter), None)  # its place becomes the connection's
+                return self._create()
+            return grant
         except BaseException:
             await self._abandon(waiter)
             raise
@@ -178,7 +178,7 @@ class AsyncGuardedPool:
             await connection.connect()
             return
         try:
-            stale = await connection.can_read()
+            stale = await has_data(connection)
         except (RedisConnectionError, RedisTimeoutError, OSError):
             stale = True
         if stale:

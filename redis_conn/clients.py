@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,6 +10,7 @@ import redis
 import redis.cluster
 import redis.sentinel
 from redis.cluster import LoadBalancingStrategy
+from redis.driver_info import DriverInfo
 
 from redis_conn.cluster import NamedRedisCluster
 from redis_conn.config import ConnectionSpec
@@ -20,6 +21,24 @@ from redis_conn.retry import Retry, make_retry
 Client = redis.Redis | redis.cluster.RedisCluster
 
 
+@cache
+def driver_info() -> DriverInfo:
+    """What connections tell the server about the client (``CLIENT SETINFO``), made once.
+
+    Without it redis-py looks its own version up in the installed package metadata for every
+    new connection: slow, and an interrupt landing in that lookup can leave the half-made
+    connection referenced from importlib's frames, so its pool place is never freed.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("redis_conn")
+    except PackageNotFoundError:  # imported from a checkout that was never installed
+        ours = "0"
+    info = DriverInfo(name="redis-py", lib_version=redis.__version__)
+    return info.add_upstream_driver("redis_conn", ours)
+
+
 def connection_kwargs(spec: ConnectionSpec, retry_class: type[Any] = Retry) -> dict[str, Any]:
     """Keyword arguments every connection of ``spec`` gets, OPTIONS last (they were vetted)."""
     kwargs: dict[str, Any] = {
@@ -27,6 +46,7 @@ def connection_kwargs(spec: ConnectionSpec, retry_class: type[Any] = Retry) -> d
         "socket_connect_timeout": spec.socket_connect_timeout,
         "health_check_interval": spec.health_check_interval,
         "retry": make_retry(spec.retry, retry_class),
+        "driver_info": driver_info(),
     }
     kwargs.update(spec.options)
     return kwargs

@@ -7,6 +7,10 @@ Two jobs, both done where the bytes are written (CONTRACT section 6):
   next caller would read it. The count of replies owed goes up *before* the write and down
   *after* a reply is parsed, so an interruption anywhere leaves the count too high, never too
   low; a pool releasing a connection that still owes replies closes it.
+- **Never crash on an interrupt.** hiredis's ``pack_command`` formats an ``int`` or ``float``
+  argument with ``PyObject_Repr`` and does not check for failure; a signal handler that raises
+  during that call (a job timeout) makes it return NULL and the interpreter segfaults. Numbers
+  are turned into their text here first, in Python, where an interrupt is just an exception.
 - **Never run a write twice.** When a connection is lost, or a reply times out, after a
   command that is not read-only (or a batch holding one) was written, the error becomes
   :class:`~redis_conn.exceptions.ConnectionLostAfterWrite` /
@@ -51,6 +55,36 @@ def name_error(exc: BaseException, connection_name: str) -> None:
         message = prefix + message
     exc.args = (mask_text(message), *exc.args[1:])
 
+
+_NUMBERS = (int, float)
+
+
+def is_connected(connection: Any) -> bool:
+    """Whether the connection has a socket (redis-py 7 has no sync ``is_connected``)."""
+    try:
+        return bool(connection.is_connected)
+    except AttributeError:
+        return connection._sock is not None
+
+
+async def has_data(connection: Any) -> bool:
+    """Whether an idle asyncio connection has anything to read: data, or end of file
+    (``can_read`` is redis-py 8's name, ``can_read_destructive`` redis-py 7's)."""
+    check = getattr(connection, "can_read", None) or connection.can_read_destructive
+    return bool(await check())
+
+
+def numbers_as_text(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` with every ``int``/``float`` as its bytes, as both of redis-py's packers would
+    write it (``repr``); other arguments, ``bool`` included, are left to the packer."""
+    for arg in args:
+        if type(arg) in _NUMBERS:
+            return tuple(repr(a).encode() if type(a) in _NUMBERS else a for a in args)
+    return args
+
+
+# The replies a connection "owes" while its handshake runs (see connect()).
+_CONNECTING = 1
 
 Sent = tuple[int, bool, Any]  # replies a write will owe, whether it is unsafe, what it was
 
@@ -125,32 +159,38 @@ class ReplyAccounting:
 
 class _SyncGuard(ReplyAccounting):
     def connect(self) -> None:
-        if not self.is_connected:  # type: ignore[attr-defined]
-            self._forget_owed()  # a new socket owes nothing, whatever an interrupt left
+        if is_connected(self):
+            return
+        # Until the handshake is done the connection counts as owing a reply, so that one an
+        # interrupt left half made (a socket, but no parser) is closed, never lent again.
+        self._replies_owed = _CONNECTING
         try:
             super().connect()  # type: ignore[misc]
         except _NETWORK_ERRORS as exc:
             name_error(exc, self.connection_name)
             raise
+        self._forget_owed()
 
     def pack_command(self, *args: Any) -> Any:
         self._note_command(args)
-        return super().pack_command(*args)  # type: ignore[misc]
+        return super().pack_command(*numbers_as_text(args))  # type: ignore[misc]
 
     def pack_commands(self, commands: Iterable[Any]) -> Any:
-        batch = list(commands)
-        packed = super().pack_commands(batch)  # type: ignore[misc]  # may call pack_command
+        batch = [numbers_as_text(tuple(args)) for args in commands]
+        packed = super().pack_commands(batch)  # type: ignore[misc]
         self._note_batch(batch)
         return packed
 
     def send_command(self, *args: Any, **kwargs: Any) -> None:
-        self._note_command(args)
-        super().send_command(*args, **kwargs)  # type: ignore[misc]
+        # redis-py's own send_command packs with its packer directly; ours packs safely.
+        self.send_packed_command(
+            self.pack_command(*args), check_health=kwargs.get("check_health", True)
+        )
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         sent = self._take_next()
         # Connect and health-check first: a failure there is before our write, so retryable.
-        if not self.is_connected:  # type: ignore[attr-defined]
+        if not is_connected(self):
             self.connect()
         if check_health:
             self.check_health()  # type: ignore[attr-defined]
@@ -182,20 +222,22 @@ class _SyncGuard(ReplyAccounting):
 
 class _AsyncGuard(ReplyAccounting):
     async def connect(self) -> None:
-        if not self.is_connected:  # type: ignore[attr-defined]
-            self._forget_owed()
+        if self.is_connected:  # type: ignore[attr-defined]
+            return
+        self._replies_owed = _CONNECTING  # as in the sync guard
         try:
             await super().connect()  # type: ignore[misc]
         except _NETWORK_ERRORS as exc:
             name_error(exc, self.connection_name)
             raise
+        self._forget_owed()
 
     def pack_command(self, *args: Any) -> Any:
         self._note_command(args)
-        return super().pack_command(*args)  # type: ignore[misc]
+        return super().pack_command(*numbers_as_text(args))  # type: ignore[misc]
 
     def pack_commands(self, commands: Iterable[Any]) -> Any:
-        batch = list(commands)
+        batch = [numbers_as_text(tuple(args)) for args in commands]
         packed = super().pack_commands(batch)  # type: ignore[misc]  # may call pack_command
         self._note_batch(batch)
         return packed

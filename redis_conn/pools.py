@@ -14,14 +14,17 @@ hooks) with our own lending:
   references to lent ones. A connection whose borrower vanished without giving it back is
   garbage-collected (closing its socket), and its place is counted free again at the next
   check. Waiters re-check every :data:`RECHECK_SECONDS`, so no interruption can make one hang
-  past POOL_TIMEOUT. The only lock is a C-level ``RLock`` entered with ``with``, which CPython
-  never leaves held when an exception interrupts the block.
+  past POOL_TIMEOUT; one that has waited :data:`COLLECT_AFTER_SECONDS` also runs the cycle
+  collector, since an interrupted borrower's frame is often in a reference cycle with the
+  exception that interrupted it. The only lock is a C-level ``RLock`` entered with
+  ``with``, which CPython never leaves held when an exception interrupts the block.
 - **Never poisoned.** A connection that still owes replies (see :mod:`redis_conn.guarded`) is
   closed when it comes back, instead of being handed to the next caller.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -36,10 +39,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.exceptions import PoolExhausted
-from redis_conn.guarded import owes_replies
+from redis_conn.guarded import is_connected, owes_replies
 
 #: How often a waiting thread looks for places freed by borrowers that vanished.
 RECHECK_SECONDS = 0.1
+#: After waiting this long, a waiter runs ``gc.collect()`` (a pool does so once a second at most).
+COLLECT_AFTER_SECONDS = 0.5
 
 # Bumped in a forked child: cheaper than redis-py's os.getpid() on every checkout.
 fork_generation = [0]
@@ -50,6 +55,15 @@ def _count_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_count_fork)
+
+
+def collect_garbage(pool: Any, now: float) -> None:
+    """Run the cycle collector for a pool that is out of connections, once a second at most:
+    a borrower that vanished inside a reference cycle (an interrupted frame and the exception
+    that interrupted it) frees its connection only when the cycle is collected."""
+    if now - getattr(pool, "_collected_at", 0.0) >= 1.0:
+        pool._collected_at = now
+        gc.collect()
 
 
 class PoolObserver(Protocol):
@@ -187,12 +201,18 @@ class GuardedPool:
         return connection
 
     def _wait(self, waiter: _Waiter) -> Any:
-        deadline = time.monotonic() + self.pool_timeout
+        started = time.monotonic()
+        deadline = started + self.pool_timeout
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining > 0:
                     waiter.wake.acquire(timeout=min(remaining, RECHECK_SECONDS))
+                now = time.monotonic()
+                if waiter.connection is None and (
+                    now >= deadline or now - started >= COLLECT_AFTER_SECONDS
+                ):
+                    collect_garbage(self, now)
                 with self._lock:
                     connection = self._collect_locked(waiter)
                     if connection is not None:
@@ -257,7 +277,7 @@ class GuardedPool:
         """Connect, and drop a socket the server closed while it sat idle (a restart): a write
         sent on it would be lost after leaving, and could not be sent again."""
         try:
-            if not connection.is_connected:
+            if not is_connected(connection):
                 connection.connect()
                 return connection
             try:

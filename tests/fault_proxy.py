@@ -4,7 +4,9 @@
 forwarded to the server (which runs it), and the server's answer is swallowed and the client's
 socket closed, exactly the fault "the connection dropped after the server ran the command".
 ``keep`` bytes of the answer may be let through first (a batch that broke off half-read).
-``proxy.hold_reply_to(b"INCR", seconds)`` delays the answer instead (a slow server).
+``proxy.hold_reply_to(b"INCR", seconds)`` delays the answer instead (a slow server), and
+``proxy.cut_request_after(b"SET", n)`` forwards only ``n`` bytes of the next request containing
+``SET`` and hangs up (a connection lost while a big batch is being sent).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class FaultProxy:
         self._marker: bytes | None = None
         self._keep = 0
         self._hold = 0.0
+        self._cut: tuple[bytes, int] | None = None
         self.replies_lost = 0
         self.connections = 0
         self._sockets: list[socket.socket] = []
@@ -45,6 +48,11 @@ class FaultProxy:
         """Deliver the reply to the next request containing ``marker`` ``seconds`` late."""
         with self._lock:
             self._marker, self._keep, self._hold = marker, 0, seconds
+
+    def cut_request_after(self, marker: bytes, forwarded: int) -> None:
+        """Forward ``forwarded`` bytes of the next request holding ``marker``, then hang up."""
+        with self._lock:
+            self._cut = (marker, forwarded)
 
     @property
     def armed(self) -> bool:
@@ -89,13 +97,22 @@ class FaultProxy:
                 threading.Thread(target=pump, args=(*ends, doomed), daemon=True).start()
 
     def _requests(self, client: socket.socket, server: socket.socket, doomed: Any) -> None:
+        budget: int | None = None
         try:
             while data := client.recv(1 << 16):
                 with self._lock:
+                    if self._cut is not None and self._cut[0] in data:
+                        budget, self._cut = self._cut[1], None
                     if self._marker is not None and self._marker in data:
                         self._marker = None
                         doomed.keep, doomed.hold = self._keep, self._hold
                         doomed.set()
+                if budget is not None:
+                    server.sendall(data[:budget])
+                    budget -= len(data)
+                    if budget <= 0:
+                        break
+                    continue
                 server.sendall(data)
         except OSError:
             pass
