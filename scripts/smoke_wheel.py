@@ -64,7 +64,8 @@ def run(*args: str | Path, cwd: Path) -> str:
         [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=120
     )
     if done.returncode != 0:
-        sys.exit(f"{' '.join(map(str, args))} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        command = " ".join(map(str, args))
+        sys.exit(f"{command} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     return done.stdout + done.stderr
 
 

@@ -1,7 +1,7 @@
 """Typed views and typed getters: ``mypy --strict`` with django-stubs, and the getters at run time.
 
 One mypy run checks the example Django site (it must be clean) and ``tests/typing_cases.py``,
-whose lines say which error or ``reveal_type`` note each must get.
+whose comments say which error or ``reveal_type`` note each line must get.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import redis_conn
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = Path("tests/typing_cases.py")
-EXPECTED = re.compile(r"\S  # (?P<kind>[EN]): (?P<text>.+)$")
+EXPECTED = re.compile(r"^\s*# (?P<kind>[EN]): (?P<text>.+)$")
 MESSAGE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<kind>error|note): (?P<text>.+)$")
 
 
@@ -63,7 +63,8 @@ def test_typed_views_and_getters_are_what_mypy_sees(
     for number, line in enumerate((ROOT / CASES).read_text().splitlines(), start=1):
         match = EXPECTED.search(line)
         if match:
-            expected.append((str(CASES), number, match["kind"], match["text"].strip()))
+            # The message is about the next line.
+            expected.append((str(CASES), number + 1, match["kind"], match["text"].strip()))
     assert len(expected) == 7
     got = [m for m in mypy_messages if m[0] == str(CASES)]
     assert got == expected
