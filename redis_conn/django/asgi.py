@@ -27,7 +27,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Loose on purpose: ASGI applications type scope and messages in several ways (Django's stubs:
+# dict and Mapping; others: MutableMapping), and the wrapper only passes them along.
+ASGIApp = Callable[..., Awaitable[None]]
 
 
 class RedisLifespan:
