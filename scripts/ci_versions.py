@@ -3,14 +3,15 @@
 Each leg records, after its tests passed, what its interpreter had installed::
 
     python scripts/ci_versions.py show LEG     # print them (each leg starts with this line)
-    python scripts/ci_versions.py record LEG   # write .ci/ran/LEG.json
+    python scripts/ci_versions.py record LEG [--pins "django==4.2.* redis==7.4.1 ..."]
+                                               # write .ci/ran/LEG.json
 
 and at the end of ``.ci/run``, ``check`` renders the table from those records and fails when it
 differs from the one in the docs, or when the Python and Django classifiers of pyproject.toml
 claim a version no leg ran. ``write`` puts the rendered table in the docs (then commit it).
-The table shows release series (6.1), except for the oldest leg, whose exact floors are the
-point (redis-py 7.4.1, not 7.4.0): a patch release upstream changes nothing here, a new series
-does, and CI says so.
+The table shows release series (6.1), except for what a leg pins exactly (``--pins``: the
+oldest leg's redis-py 7.4.1, not 7.4.0): a patch release upstream changes nothing here, a new
+series does, and CI says so.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RAN = ROOT / ".ci" / "ran"
@@ -37,7 +39,6 @@ LEGS = {
     "newest": "the test suite (scripts/test-newest)",
     "wheel": "the built wheel in a clean venv: import, check, redis_pools, flask redis pools",
 }
-EXACT = {"oldest"}  # legs that pin exact versions: the table shows them exactly
 PACKAGES = {"django": "Django", "flask": "Flask", "redis": "redis-py", "fakeredis": "fakeredis"}
 
 
@@ -62,22 +63,31 @@ def redis_server_version() -> str | None:
     return match[1] if match else None
 
 
+def exactly_pinned(pins: list[str]) -> list[str]:
+    """Packages of ``pins`` pinned to one release: ``redis[hiredis]==7.4.1``, not ``==4.2.*``."""
+    exact = []
+    for pin in pins:
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==([0-9.]+)", pin)
+        if match and match[1].lower() in PACKAGES:
+            exact.append(match[1].lower())
+    return sorted(exact)
+
+
 def series(version: str | None, *, exact: bool) -> str:
     if version is None:
         return "—"
     return version if exact else ".".join(version.split(".")[:2])
 
 
-def render(records: dict[str, dict[str, str | None]]) -> str:
+def render(records: dict[str, dict[str, Any]]) -> str:
     header = ["CI leg", "Python", *PACKAGES.values(), "Redis server", "What runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for leg, what in LEGS.items():
         ran = records[leg]
-        exact = leg in EXACT
         cells = [
             f"`{leg}`",
             series(ran["python"], exact=False),
-            *(series(ran[package], exact=exact) for package in PACKAGES),
+            *(series(ran[package], exact=package in ran["exact"]) for package in PACKAGES),
             series(ran["redis-server"], exact=False) if leg != "wheel" else "— (FAKE)",
             what,
         ]
@@ -85,7 +95,7 @@ def render(records: dict[str, dict[str, str | None]]) -> str:
     return "\n".join(lines)
 
 
-def read_records() -> dict[str, dict[str, str | None]]:
+def read_records() -> dict[str, dict[str, Any]]:
     missing = [leg for leg in LEGS if not (RAN / f"{leg}.json").is_file()]
     if missing:
         sys.exit(
@@ -151,16 +161,18 @@ def write() -> int:
 
 def main(argv: list[str]) -> int:
     usage = "usage: ci_versions.py show LEG | record LEG | check | write"
-    if len(argv) == 2 and argv[0] in ("show", "record"):
+    if len(argv) in (2, 4) and argv[0] in ("show", "record"):
         leg = argv[1]
         if leg not in LEGS:
             sys.exit(f"Unknown CI leg {leg!r}; the legs are {', '.join(LEGS)}.")
         found = installed()
         if argv[0] == "show":
             print(f"{leg}:", ", ".join(f"{name} {found[name]}" for name in found))
-        else:
-            RAN.mkdir(parents=True, exist_ok=True)
-            (RAN / f"{leg}.json").write_text(json.dumps(found, indent=2) + "\n")
+            return 0
+        pins = argv[3].split() if argv[2:3] == ["--pins"] else []
+        RAN.mkdir(parents=True, exist_ok=True)
+        record = {**found, "exact": exactly_pinned(pins)}
+        (RAN / f"{leg}.json").write_text(json.dumps(record, indent=2) + "\n")
         return 0
     if argv == ["check"]:
         return check()
