@@ -9,9 +9,11 @@ from flask import Blueprint, abort, request
 
 from example_flask import feeds
 from example_flask.app import rc
-from redis_conn.health import exit_code
+from redis_conn.flask import health
 
 site = Blueprint("site", __name__)
+# Names and statuses for anyone; the whole report only with REDIS_CONN_HEALTH_DETAILS.
+site.add_url_rule("/health", view_func=health)
 
 
 @site.get("/")
@@ -46,9 +48,3 @@ async def stats() -> dict[str, Any]:
     # The round trip runs in a worker thread, not on the event loop.
     await asyncio.to_thread(rc.request_pipeline.execute)
     return {"posts": int(posts.result or 0), "stats_views": views.result}
-
-
-@site.get("/health")
-def health() -> tuple[dict[str, Any], int]:
-    report = rc.registry.health(ping=True)
-    return report, 200 if exit_code(report) == 0 else 503

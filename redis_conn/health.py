@@ -2,15 +2,27 @@
 
 Each owning connection is checked once; its aliases repeat the result with ``alias_of`` set.
 Targets and error texts are masked, so no password ever reaches a report.
+
+A probe (PING, then INFO) runs on a connection of its own, opened for it and closed after it,
+never through the connection's pool and never retried: one attempt, connect and reply each
+bounded by ``SOCKET_CONNECT_TIMEOUT``. A probe therefore says at once that a stopped server is
+down (``RETRY`` would make it wait out the backoff), is not delayed by a full pool (which it
+reports as ``degraded``), and is not fooled by a stale pooled socket; the pool counts in the
+report are the application's own, untouched by the probe.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from redis_conn.config import ConnectionSpec
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from redis_conn.config import DEFAULTS, ConnectionSpec
 from redis_conn.masking import mask_text
 
 if TYPE_CHECKING:
@@ -46,6 +58,14 @@ def overall_status(statuses: Iterable[str]) -> str:
     return "degraded"
 
 
+def public_report(report: dict[str, Any]) -> dict[str, Any]:
+    """What a health view shows anyone: the statuses, no targets, errors, pools or servers."""
+    return {
+        "status": report["status"],
+        "connections": [{"name": c["name"], "status": c["status"]} for c in report["connections"]],
+    }
+
+
 def exit_code(report: dict[str, Any]) -> int:
     """0 when every connection is reachable, 1 otherwise (for scripts and probes)."""
     return 0 if all(c["status"] != "down" for c in report["connections"]) else 1
@@ -67,8 +87,7 @@ def check_connection(
     try:
         client = registry.get(spec.name)
         if ping:
-            entry["ping_ms"] = _ping_ms(client)
-            entry["server"] = _server_facts(client, spec)
+            entry["ping_ms"], entry["server"] = _probe_server(client, spec)
             if entry["ping_ms"] > SLOW_PING_MS:
                 problems.append(f"PING took {entry['ping_ms']:.0f} ms")
         entry["pool"], pool_problems = _pool_report(client, spec)
@@ -96,7 +115,28 @@ def _describe(exc: BaseException, spec: ConnectionSpec) -> str:
         for key, value in options.items()
         if "password" in key and value
     )
-    return mask_text(f"{type(exc).__name__}: {exc}", secrets)
+    message = str(exc)
+    prefix = f"Redis connection {spec.root!r}: "
+    if not message.startswith(prefix):  # errors of the probe's own connection
+        message = prefix + message
+    return mask_text(f"{type(exc).__name__}: {message}", secrets)
+
+
+@contextmanager
+def probe(pool: Any) -> Iterator[redis.Redis]:
+    """A client on one new connection to ``pool``'s server, with the same settings but no
+    retries and every wait bounded by the connect timeout; closed on exit. ``pool`` is only
+    read (its connection class and keyword arguments), never used."""
+    kwargs = dict(pool.connection_kwargs)
+    bound = kwargs.get("socket_connect_timeout") or DEFAULTS["SOCKET_CONNECT_TIMEOUT"]
+    kwargs.update(retry=Retry(NoBackoff(), 0), socket_timeout=bound, socket_connect_timeout=bound)
+    own = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **kwargs)
+    try:
+        # Connect first, so that ping_ms is the PING's round trip, not the handshake.
+        own.release(own.get_connection())
+        yield redis.Redis(connection_pool=own)
+    finally:
+        own.disconnect()
 
 
 def _ping_ms(client: Any) -> float:
@@ -105,20 +145,27 @@ def _ping_ms(client: Any) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def _server_facts(client: Any, spec: ConnectionSpec) -> dict[str, Any]:
-    if spec.kind == "fake":  # fakeredis has no INFO: say what it is
+def _probe_server(client: Any, spec: ConnectionSpec) -> tuple[float, dict[str, Any]]:
+    """PING time and server facts, from a probe connection (fakeredis: the client itself)."""
+    if spec.kind == "fake":  # in-process: no socket to probe, and no INFO; say what it is
         from importlib.metadata import version
 
-        return {
+        return _ping_ms(client), {
             "version": f"fakeredis {version('fakeredis')}",
             "role": "master",
             "connected_clients": None,
             "used_memory": None,
         }
     if spec.kind == "cluster":
-        info = client.info(target_nodes=client.get_default_node())
+        pool = client.get_default_node().redis_connection.connection_pool
     else:
-        info = client.info()
+        pool = client.connection_pool
+    with probe(pool) as server:
+        ping_ms = _ping_ms(server)
+        return ping_ms, _server_facts(server.info())
+
+
+def _server_facts(info: dict[str, Any]) -> dict[str, Any]:
     facts = {key: info.get(key) for key in _SERVER_FACTS}
     facts["version"] = facts.pop("redis_version")
     return {"version": facts["version"], **{k: v for k, v in facts.items() if k != "version"}}
@@ -164,7 +211,8 @@ def _cluster_nodes(client: Any, *, ping: bool) -> tuple[list[dict[str, Any]], li
             item["in_use"], item["created"] = usage.in_use, usage.created
         if ping:
             try:
-                item["ping_ms"] = _ping_ms(node.redis_connection)
+                with probe(node.redis_connection.connection_pool) as server:
+                    item["ping_ms"] = _ping_ms(server)
             except Exception as exc:
                 item["status"] = "down"
                 item["error"] = mask_text(f"{type(exc).__name__}: {exc}")

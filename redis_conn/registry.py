@@ -12,7 +12,12 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+import redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 
 from redis_conn.async_clients import AsyncClient, aclose_client, build_async_client
 from redis_conn.clients import Client, build_client, close_client
@@ -281,3 +286,49 @@ def get_redis(name: str = "default") -> Client:
 def get_async_redis(name: str = "default") -> AsyncClient:
     """The ``redis.asyncio`` client for ``name`` on the running event loop."""
     return current_registry().get_async(name)
+
+
+# Typed getters: code that knows which kind of server it talks to says so, and gets the one
+# client class instead of a union to narrow. A mismatch is a setup error, so it is raised at
+# once, naming the connection, rather than surfacing later as a missing method.
+
+
+def get_standalone_redis(name: str = "default") -> redis.Redis:
+    """The shared ``redis.Redis`` of a connection that is not a cluster.
+
+    Standalone, unix, TLS, Sentinel and FAKE connections; a cluster raises :class:`TypeError`.
+    """
+    return _expect(get_redis(name), redis.Redis, name, "get_standalone_redis")
+
+
+def get_cluster_redis(name: str = "default") -> RedisCluster:
+    """The shared ``RedisCluster`` of a ``CLUSTER`` connection; another kind raises TypeError."""
+    return _expect(get_redis(name), RedisCluster, name, "get_cluster_redis")
+
+
+def get_async_standalone_redis(name: str = "default") -> AsyncRedis:
+    """:func:`get_standalone_redis` for asyncio: the running loop's ``redis.asyncio.Redis``."""
+    return _expect(get_async_redis(name), AsyncRedis, name, "get_async_standalone_redis")
+
+
+def get_async_cluster_redis(name: str = "default") -> AsyncRedisCluster:
+    """:func:`get_cluster_redis` for asyncio: the running loop's asyncio ``RedisCluster``."""
+    return _expect(get_async_redis(name), AsyncRedisCluster, name, "get_async_cluster_redis")
+
+
+_ClientT = TypeVar("_ClientT")
+
+
+def _expect(client: object, expected: type[_ClientT], name: str, getter: str) -> _ClientT:
+    if isinstance(client, expected):
+        return client
+    cluster = isinstance(client, RedisCluster | AsyncRedisCluster)
+    is_async = getter.startswith("get_async")
+    prefix = "get_async_" if is_async else "get_"
+    other = f"{prefix}{'cluster' if cluster else 'standalone'}_redis"
+    either = "get_async_redis" if is_async else "get_redis"
+    raise TypeError(
+        f"Redis connection {name!r} is {'a cluster' if cluster else 'not a cluster'}, so "
+        f"{getter}({name!r}) cannot return it: use {other}({name!r}), or {either}({name!r}) "
+        "for either kind."
+    )

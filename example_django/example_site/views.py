@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from redis_conn.pipeline import Pipeline
+from redis_conn.django import RedisHttpRequest
 from redis_conn.registry import connections
 
 FEED_LENGTH = 10
@@ -34,24 +34,18 @@ def visitor(request: HttpRequest) -> str:
     return user if re.fullmatch(r"[A-Za-z0-9_-]{1,30}", user) else "guest"
 
 
-def redis(request: HttpRequest) -> Pipeline:
-    """``request.redis``, set by RequestPipelineMiddleware (typed for the checker)."""
-    pipe: Pipeline = request.redis  # type: ignore[attr-defined, unused-ignore]
-    return pipe
-
-
-def record_activity(request: HttpRequest, user: str, what: str) -> None:
-    feed = redis(request)["activity"]
+def record_activity(request: RedisHttpRequest, user: str, what: str) -> None:
+    feed = request.redis["activity"]
     feed.lpush(f"feed:{user}", f"{time.strftime('%H:%M:%S')} {what}")
     feed.ltrim(f"feed:{user}", 0, FEED_LENGTH - 1)
 
 
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: RedisHttpRequest) -> HttpResponse:
     user = visitor(request)
-    redis(request).incr("hits:home")
+    request.redis.incr("hits:home")
     record_activity(request, user, "visited the home page")
-    redis(request)["sessions"].hset(f"session:{user}", "last_seen", int(time.time()))
-    redis(request)["cache"].set(LAST_VISITOR, user, ex=CACHE_SECONDS)
+    request.redis["sessions"].hset(f"session:{user}", "last_seen", int(time.time()))
+    request.redis["cache"].set(LAST_VISITOR, user, ex=CACHE_SECONDS)
     # Sent after this return, before the response leaves: one round trip per server.
     body = format_html(
         "<p>Hello, {}. This visit was counted, added to your activity feed and stamped on "
@@ -67,9 +61,9 @@ def home(request: HttpRequest) -> HttpResponse:
     return HttpResponse(page("redis_conn example", body))
 
 
-def read_stats(request: HttpRequest, user: str) -> dict[str, Any]:
+def read_stats(request: RedisHttpRequest, user: str) -> dict[str, Any]:
     """Queue the reads on three servers, run them in one go, and return the answers."""
-    p = redis(request)
+    p = request.redis
     own_hit = p.incr("hits:dashboard")
     home_hits = p.get("hits:home")
     feed = p["activity"].lrange(f"feed:{user}", 0, FEED_LENGTH - 1)
@@ -90,7 +84,7 @@ def read_stats(request: HttpRequest, user: str) -> dict[str, Any]:
     }
 
 
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: RedisHttpRequest) -> HttpResponse:
     stats = read_stats(request, visitor(request))
     body = format_html(
         "<p>Home page hits: <b>{}</b> · dashboard hits: <b>{}</b> · last visitor: {}</p>"
@@ -115,7 +109,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return HttpResponse(page(f"Dashboard of {stats['user']}", body))
 
 
-def stats_json(request: HttpRequest) -> JsonResponse:
+def stats_json(request: RedisHttpRequest) -> JsonResponse:
     return JsonResponse(read_stats(request, visitor(request)))
 
 

@@ -77,6 +77,23 @@ E001_HINT = (
     "Map each connection name to a dict of settings, e.g. "
     "REDIS_CONNECTIONS = {'default': {'URL': 'redis://127.0.0.1:6379/0'}}."
 )
+W005 = Warning(
+    "REDIS_CONNECTIONS is empty: no Redis connection is configured, so every "
+    "get_redis() raises ConnectionNotFound.",
+    hint="Define the connections, e.g. {'default': {'URL': 'redis://127.0.0.1:6379/0'}}, or "
+    "remove REDIS_CONNECTIONS for an in-process fake 'default' (redis_conn.W001).",
+    obj="REDIS_CONNECTIONS",
+    id="redis_conn.W005",
+)
+E103 = (
+    "RequestPipelineMiddleware is in MIDDLEWARE, but REDIS_CONNECTIONS has no 'default' "
+    "connection%s, and request.redis queues on 'default': the first request that uses it "
+    "would raise ConnectionNotFound."
+)
+E103_HINT = (
+    "Name one of the connections 'default', or add an alias to one, e.g. 'default': {'ALIAS': %r}."
+)
+MIDDLEWARE_PATH = "redis_conn.django.middleware.RequestPipelineMiddleware"
 E101 = "REDIS_CONN_ON_FLUSH_ERROR is %r; it must be 'raise' or 'log'."
 E101_HINT = (
     "'raise' (the default) lets a failed flush of the request pipeline become a 500 response; "
@@ -99,6 +116,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         messages.extend(problem_to_error(problem) for problem in problems)
         if not problems:
             specs = list(parse(raw).values())
+            messages.extend(_default_for_the_middleware(specs))
             messages.extend(_connection_warnings(specs, threads))
             messages.extend(_password_in_url_warnings(specs))
     on_error = getattr(settings, ON_FLUSH_ERROR_SETTING, "raise")
@@ -124,6 +142,32 @@ def problem_to_error(problem: Problem) -> Error:
         else f"REDIS_CONNECTIONS[{problem.connection!r}]"
     )
     return Error(problem.message, hint=hint, obj=obj, id=f"redis_conn.{problem.id}")
+
+
+def _default_for_the_middleware(specs: list[ConnectionSpec]) -> list[CheckMessage]:
+    names = [spec.name for spec in specs]
+    if "default" in names:
+        return []
+    if not _middleware_installed():
+        return [] if names else [W005]
+    detail = " (it is empty)" if not names else f" (it has {', '.join(map(repr, names))})"
+    hint = E103_HINT % (names[0] if names else "cache",)
+    return [Error(E103 % (detail,), hint=hint, obj="REDIS_CONNECTIONS", id="redis_conn.E103")]
+
+
+def _middleware_installed() -> bool:
+    from redis_conn.django.middleware import RequestPipelineMiddleware
+
+    for path in getattr(settings, "MIDDLEWARE", None) or ():
+        if path == MIDDLEWARE_PATH:
+            return True
+        try:
+            middleware = import_string(path)
+        except ImportError:
+            continue  # Django reports a middleware it cannot import when it loads it
+        if isinstance(middleware, type) and issubclass(middleware, RequestPipelineMiddleware):
+            return True
+    return False
 
 
 def _worker_threads() -> tuple[int, list[CheckMessage]]:

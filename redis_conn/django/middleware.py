@@ -9,7 +9,7 @@ pipeline itself is created only when the view first uses ``request.redis`` (or
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.apps import apps
@@ -19,6 +19,7 @@ from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponseBase
 
 from redis_conn.django.checks import ON_FLUSH_ERROR_SETTING
+from redis_conn.django.request import RedisHttpRequest, RequestRedis
 from redis_conn.request_scope import (
     OnError,
     PipelineProxy,
@@ -84,8 +85,9 @@ class RequestPipelineMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         scope = _start(request)
         token = activate(scope)
+        get_response = cast(AsyncGetResponse, self.get_response)  # async_mode said so
         try:
-            response = await self.get_response(request)
+            response = await get_response(request)
         except BaseException:
             scope.discard()
             raise
@@ -107,7 +109,7 @@ class RequestPipelineMiddleware:
 def _start(request: HttpRequest) -> RequestPipeline:
     scope = RequestPipeline(description=f"{request.method} {request.path}")
     request.__dict__[_SCOPE_ATTR] = scope
-    request.redis = PipelineProxy(scope)
+    cast(RedisHttpRequest, request).redis = cast(RequestRedis, PipelineProxy(scope))
     return scope
 
 

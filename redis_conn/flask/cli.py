@@ -39,6 +39,11 @@ def pools(as_json: bool, names: tuple[str, ...], no_ping: bool) -> None:
 
     registry = app_registry(current_app)
     configured = registry.names()
+    if not configured:
+        # An empty report would read "overall: ok" about nothing.
+        raise click.ClickException(
+            "REDIS_CONNECTIONS is empty: there is no Redis connection to report."
+        )
     unknown = [name for name in names if name not in configured]
     if unknown:
         # The core's wording, as get_redis() would say it.

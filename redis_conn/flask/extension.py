@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from redis_conn.clients import Client
     from redis_conn.pipeline import Pipeline
 
-__all__ = ["EXTENSION_NAME", "ON_FLUSH_ERROR_SETTING", "SETTINGS_NAME", "RedisConn", "app_registry"]
+__all__ = [
+    "EXTENSION_NAME",
+    "HEALTH_DETAILS_SETTING",
+    "ON_FLUSH_ERROR_SETTING",
+    "SETTINGS_NAME",
+    "RedisConn",
+    "app_registry",
+    "app_state",
+]
 
 #: The key of ``app.extensions`` holding an app's state.
 EXTENSION_NAME = "redis_conn"
@@ -42,6 +50,11 @@ EXTENSION_NAME = "redis_conn"
 SETTINGS_NAME = "REDIS_CONNECTIONS"
 #: The config key saying what a failed flush of the request pipeline does: "raise" or "log".
 ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
+#: The config key saying who sees the whole report of the health view (redis_conn.flask.health):
+#: False (the default: nobody, statuses only), True (everyone) or a callable asked per request.
+HEALTH_DETAILS_SETTING = "REDIS_CONN_HEALTH_DETAILS"
+
+HealthDetails = bool | Callable[[], bool]
 
 _G_SCOPE = "_redis_conn_request_pipeline"
 _GUARDED = "__redis_conn_guarded__"
@@ -56,6 +69,7 @@ class _AppState:
     extension: RedisConn
     registry: ConnectionRegistry
     on_flush_error: OnError
+    health_details: HealthDetails = False
 
 
 class RedisConn:
@@ -89,9 +103,17 @@ class RedisConn:
                     f"{ON_FLUSH_ERROR_SETTING} must be 'raise' or 'log', not {on_flush_error!r}.",
                 ]
             )
+        health_details = app.config.get(HEALTH_DETAILS_SETTING, False)
+        if not isinstance(health_details, bool) and not callable(health_details):
+            raise ConfigurationError(
+                [
+                    f"{HEALTH_DETAILS_SETTING} must be True, False or a function of no "
+                    f"arguments that returns whether to show them, not {health_details!r}.",
+                ]
+            )
         registry = ConnectionRegistry()
         registry.configure(app.config.get(SETTINGS_NAME))  # None: the embedded FAKE default
-        app.extensions[EXTENSION_NAME] = _AppState(self, registry, on_flush_error)
+        app.extensions[EXTENSION_NAME] = _AppState(self, registry, on_flush_error, health_details)
 
         app.before_request(_guard_view)
         app.after_request(_flush_request_pipeline)
@@ -157,13 +179,18 @@ class RedisConn:
 
 def app_registry(app: Flask) -> ConnectionRegistry:
     """The :class:`~redis_conn.ConnectionRegistry` that ``init_app`` made for ``app``."""
+    return app_state(app).registry
+
+
+def app_state(app: Flask) -> _AppState:
+    """What ``init_app`` keeps for ``app``: its registry and its settings."""
     state = app.extensions.get(EXTENSION_NAME)
     if not isinstance(state, _AppState):
         raise RuntimeError(
             f"The Flask app {app.name!r} is not registered with redis_conn. Did you forget to "
             "call rc.init_app(app) in the app factory?"
         )
-    return state.registry
+    return state
 
 
 # -- resolvers: the core API inside an app context ---------------------------------------------

@@ -200,6 +200,7 @@ def test_w002_threshold_defaults_to_python_s_thread_pool_size(settings: Any) -> 
     settings.REDIS_CONNECTIONS = {
         "small": {"URL": URL, "BLOCKING": False, "MAX_CONNECTIONS": threads - 1},
         "enough": {"URL": URL, "BLOCKING": False, "MAX_CONNECTIONS": threads},
+        "default": {"ALIAS": "enough"},  # request.redis needs one (redis_conn.E103)
     }
     assert [(m.id, m.obj) for m in check_settings()] == [
         ("redis_conn.W002", "REDIS_CONNECTIONS['small']")

@@ -47,6 +47,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not connections.names():
+            # An empty report would read "overall: ok" about nothing (check W005 warns too).
+            raise CommandError(
+                "REDIS_CONNECTIONS is empty: there is no Redis connection to report.",
+                returncode=1,
+            )
         names = options["connection"]
         if names is not None:
             names = list(dict.fromkeys(names))  # each once, in the order given
