@@ -19,6 +19,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
+_INT_START = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
+
 #: Values shorter than this many serialized bytes are stored uncompressed.
 DEFAULT_COMPRESS_MIN_LEN = 1024
 
@@ -128,10 +130,13 @@ class Codec:
     def loads(self, data: bytes | None) -> Any:
         if data is None:
             return None
-        try:
-            return int(data)
-        except ValueError:
-            pass
+        # Every writer stores an int as str(int); looking at the first byte first saves the
+        # cost of a failed int() on every pickle (b"\x80..."), JSON text or compressed value.
+        if data[:1] in _INT_START:
+            try:
+                return int(data)
+            except ValueError:
+                pass  # e.g. the JSON number 1.5
         if self.compressor is not None:
             # A ValueError: stored uncompressed, being shorter than compress_min_len.
             with contextlib.suppress(ValueError):

@@ -21,7 +21,12 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.cache import caches
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, InvalidCacheBackendError
+from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
+    MEMCACHE_MAX_KEY_LENGTH,
+    BaseCache,
+    InvalidCacheBackendError,
+)
 from django.core.exceptions import SynchronousOnlyOperation
 from django.core.serializers.json import DjangoJSONEncoder
 from redis.client import NEVER_DECODE
@@ -58,6 +63,7 @@ _INCR_EXISTING = (
     "return redis.call('INCRBY', KEYS[1], ARGV[1]) end return false"
 )
 _KEY_MARK, _VERSION_MARK = "\x00key\x00", "\x00version\x00"
+_MEMCACHE_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 
 def option_problems(options: object) -> list[str]:
@@ -131,6 +137,11 @@ class RedisCache(BaseCache):
         self._codec = _codec(options)
         self._ignore_exceptions: bool = options.get("IGNORE_EXCEPTIONS", False)
         _follow_django_settings()
+
+    def validate_key(self, key: str) -> None:
+        # Django's CacheKeyWarning, looked for only where one is due: most keys get none.
+        if len(key) > MEMCACHE_MAX_KEY_LENGTH or _MEMCACHE_UNSAFE.search(key):
+            super().validate_key(key)
 
     @property
     def client(self) -> Client:
