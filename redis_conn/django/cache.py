@@ -48,7 +48,13 @@ from redis_conn.registry import connections, current_registry, get_async_redis, 
 
 T = TypeVar("T")
 
-__all__ = ["OPTION_KEYS", "RedisCache", "get_redis_connection", "option_problems"]
+__all__ = [
+    "OPTION_KEYS",
+    "RedisCache",
+    "caches_by_connection",
+    "get_redis_connection",
+    "option_problems",
+]
 
 logger = logging.getLogger("redis_conn.cache")
 
@@ -649,6 +655,22 @@ def get_redis_connection(alias: str = "default", write: bool = True) -> Client:
             "redis_conn.django.cache.RedisCache, so it has no Redis connection to return."
         )
     return cache.client
+
+
+def caches_by_connection() -> dict[str, list[str]]:
+    """The CACHES aliases on this backend, by the connection name their LOCATION gives."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    found: dict[str, list[str]] = {}
+    for alias, params in getattr(settings, "CACHES", {}).items():
+        try:
+            backend = import_string(params.get("BACKEND", ""))
+        except ImportError:
+            continue
+        if isinstance(backend, type) and issubclass(backend, RedisCache):
+            found.setdefault(params.get("LOCATION") or "default", []).append(alias)
+    return found
 
 
 def _ttl(seconds: int) -> int | None:

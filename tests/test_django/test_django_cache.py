@@ -342,3 +342,43 @@ print(cache.get("k"), cache.client is redis_conn.get_redis("cache"))
     assert (run.stdout, run.stderr) == ("{'v': 1} True\n", "")
     with redis_server.client() as raw:
         assert raw.get(":1:k") == pickle.dumps({"v": 1}, pickle.HIGHEST_PROTOCOL)
+
+
+def test_redis_pools_shows_the_caches_on_each_connection(settings: Any, redis_server: Any) -> None:
+    import io
+
+    from django.core.management import call_command
+
+    settings.REDIS_CONNECTIONS = {
+        "default": {"URL": redis_server.url},
+        "cache": {"ALIAS": "default"},
+    }
+    settings.CACHES = {
+        "default": {"BACKEND": BACKEND, "LOCATION": "cache"},
+        "sessions": {"BACKEND": BACKEND, "LOCATION": "cache"},
+        "pages": {"BACKEND": BACKEND},
+        "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }
+    out = io.StringIO()
+    call_command("redis_pools", "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert {c["name"]: c["caches"] for c in report["connections"]} == {
+        "default": ["pages"],
+        "cache": ["default", "sessions"],
+    }
+    out = io.StringIO()
+    call_command("redis_pools", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "KIND",
+        "TARGET",
+        "STATUS",
+        "PING",
+        "POOL",
+        "SERVER",
+        "CACHES",
+    ]
+    assert lines[1].split()[0] == "default" and lines[1].split()[-1] == "pages"
+    assert lines[2].split()[:3] == ["cache", "->", "default"]
+    assert lines[2].split()[-1] == "default,sessions"
