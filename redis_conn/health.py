@@ -196,11 +196,7 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
         rows.append(
             (name, c["kind"], c["target"], c["status"], ping, pool_text, server_text or "-")
         )
-    if any(c.get("caches") for c in report["connections"]):
-        # Django's report says which CACHES aliases sit on each connection: one more column.
-        cells = [",".join(c.get("caches") or []) or "-" for c in report["connections"]]
-        rows = [(*row, cell) for row, cell in zip(rows, ["CACHES", *cells], strict=True)]  # type: ignore[misc]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
@@ -208,5 +204,8 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
     for c in report["connections"]:
         if c["error"]:
             lines.append(f"{c['name']}: {c['error']}")
+    for c in report["connections"]:  # Django's report: the CACHES aliases on each connection
+        if c.get("caches"):
+            lines.append(f"{c['name']}: used by CACHES {', '.join(map(repr, c['caches']))}")
     lines.append(f"overall: {report['status']}  (POOL = in use/created/max)")
     return "\n".join(lines)

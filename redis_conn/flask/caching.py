@@ -19,7 +19,7 @@ from flask_caching.backends.rediscache import RedisCache
 
 from redis_conn.exceptions import ConfigurationError
 from redis_conn.flask.extension import app_registry
-from redis_conn.flask.named import bytes_connection
+from redis_conn.flask.named import app_connection
 
 #: The config key naming the connection.
 CONNECTION_SETTING = "CACHE_REDIS_CONNECTION"
@@ -49,7 +49,7 @@ class RedisConnCache(RedisCache):
                 ]
             )
         name = config.get(CONNECTION_SETTING, "default")
-        client = bytes_connection(app_registry(app), name, "Flask-Caching")
+        client = app_connection(app_registry(app), name)
         if config.get("CACHE_KEY_PREFIX"):
             kwargs["key_prefix"] = config["CACHE_KEY_PREFIX"]
         return cls(client, *args, **kwargs)

@@ -4,6 +4,9 @@ Flask extensions keep the client they are given for the life of the app. Handing
 client object itself would pin it: after ``close_all()`` or in a forked worker the registry
 makes a new client and pool, and the extension would go on using the old one, a second pool.
 :class:`NamedClient` forwards every attribute to the registry's current client instead.
+
+The extensions store bytes (pickles, msgpack), so its GET and MGET read values as bytes even
+on a connection with ``OPTIONS={"decode_responses": True}``, as the Django cache does.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from redis.client import NEVER_DECODE
+
 from redis_conn.clients import Client
-from redis_conn.exceptions import ConfigurationError
 from redis_conn.registry import ConnectionRegistry
+
+_BYTES = {NEVER_DECODE: True}
 
 
 class NamedClient:
@@ -25,6 +31,15 @@ class NamedClient:
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self._lookup(), attribute)
+
+    def get(self, name: Any) -> Any:
+        client: Any = self._lookup()
+        return client.execute_command("GET", name, **_BYTES)
+
+    def mget(self, keys: Any, *args: Any) -> Any:
+        names = [keys, *args] if isinstance(keys, (str, bytes)) else [*keys, *args]
+        client: Any = self._lookup()
+        return client.execute_command("MGET", *names, **_BYTES)
 
     def get_encoder(self) -> _ScriptEncoder:
         # redis-py's Script asks for it when it is built (to hash the script text), which may
@@ -41,19 +56,7 @@ class _ScriptEncoder:
         return value.encode() if isinstance(value, str) else value
 
 
-def bytes_connection(registry: ConnectionRegistry, name: str, user: str) -> NamedClient:
-    """The named client of ``registry`` for an extension that stores bytes (pickle, msgpack).
-
-    Raises ConfigurationError if the connection decodes replies to str: the extension would
-    fail on its first read.
-    """
-    spec = registry.spec(name)
-    if spec.options.get("decode_responses"):
-        raise ConfigurationError(
-            [
-                f"{user} needs bytes from Redis, but connection {name!r} has OPTIONS "
-                "decode_responses=True. Give it a connection without decode_responses (an "
-                "ALIAS cannot drop it: it shares the pool)."
-            ]
-        )
+def app_connection(registry: ConnectionRegistry, name: str) -> NamedClient:
+    """The stand-in for connection ``name`` of ``registry`` (an unknown name fails now)."""
+    registry.spec(name)
     return NamedClient(name, lambda: registry.get(name))

@@ -20,7 +20,7 @@ from flask_session.redis import RedisSessionInterface
 
 from redis_conn.exceptions import ConfigurationError
 from redis_conn.flask.extension import app_registry
-from redis_conn.flask.named import NamedClient, bytes_connection
+from redis_conn.flask.named import NamedClient, app_connection
 
 #: The config key naming the connection.
 CONNECTION_SETTING = "SESSION_REDIS_CONNECTION"
@@ -32,7 +32,7 @@ class RedisConnSessionInterface(RedisSessionInterface):
     client: Any
 
     def __init__(self, app: Flask, *, connection: str = "default") -> None:
-        self.client: NamedClient = bytes_connection(app_registry(app), connection, "Flask-Session")
+        self.client: NamedClient = app_connection(app_registry(app), connection)
         config = app.config
         # RedisSessionInterface.__init__ would insist on a redis.Redis instance (and make one
         # on localhost otherwise); the common part is ServerSideSessionInterface's.

@@ -94,18 +94,35 @@ def test_flask_caching_refuses_a_client_of_its_own(make_app: Any, redis_server: 
     )
 
 
-def test_flask_caching_refuses_a_decoding_connection(make_app: Any, redis_server: Any) -> None:
+def test_flask_caching_and_session_on_a_decoding_connection(
+    make_app: Any, redis_server: Any
+) -> None:
     app = make_app(
         {"default": {"URL": redis_server.url, "OPTIONS": {"decode_responses": True}}},
         cache_type=CACHE_TYPE,
+        secret_key="not-secret",
     )
-    with pytest.raises(ConfigurationError) as caught:
-        Cache(app)
-    assert str(caught.value) == (
-        "Flask-Caching needs bytes from Redis, but connection 'default' has OPTIONS "
-        "decode_responses=True. Give it a connection without decode_responses (an ALIAS "
-        "cannot drop it: it shares the pool)."
-    )
+    cache = Cache(app)
+    RedisConnSession(app)
+
+    @app.post("/remember/<name>")
+    def remember(name: str) -> str:
+        session["user"] = name
+        return "ok"
+
+    @app.get("/whoami")
+    def whoami() -> str:
+        return str(session.get("user", "anonymous"))
+
+    with app.app_context():
+        cache.set_many({"a": {"x": 1}, "n": 3})
+        assert cache.get("a") == {"x": 1}  # a pickle, read as bytes
+        assert cache.get_many("a", "n", "z") == [{"x": 1}, 3, None]
+        raw = app_registry(app).get("default")
+        assert raw.get("flask_cache_n") == "3"  # raw use still decodes
+    client = app.test_client()
+    client.post("/remember/ann")
+    assert client.get("/whoami").text == "ann"  # msgpack, read as bytes
 
 
 @pytest.fixture
