@@ -7,6 +7,7 @@ site that switches backends keeps its cache warm.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -52,12 +53,29 @@ THEIRS = {
 }
 
 
+OPENED: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def close_their_pools() -> Iterator[None]:
+    """Django's RedisCache and django-redis keep their pools open: close them after a test."""
+    yield
+    while OPENED:
+        theirs = OPENED.pop()
+        if hasattr(theirs, "_cache"):  # Django's RedisCache: a pool per server index
+            for pool in theirs._cache._pools.values():
+                pool.disconnect()
+        else:
+            theirs.client.get_client().connection_pool.disconnect()
+
+
 def pair(settings: Any, url: str, theirs: dict[str, Any], ours: dict[str, Any]) -> tuple[Any, Any]:
     settings.REDIS_CONNECTIONS = {"default": {"URL": url}}
     settings.CACHES = {
         "theirs": {**theirs, "LOCATION": url, "KEY_PREFIX": "site", "VERSION": 3},
         "ours": {"BACKEND": BACKEND, "KEY_PREFIX": "site", "VERSION": 3, "OPTIONS": ours},
     }
+    OPENED.append(caches["theirs"])
     return caches["theirs"], caches["ours"]
 
 

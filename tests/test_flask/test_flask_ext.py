@@ -27,21 +27,26 @@ def connections(url: str) -> dict[str, Any]:
     return {"default": {"URL": url}, "cache": {"ALIAS": "default"}, "limits": {"ALIAS": "default"}}
 
 
-def other_clients(raw: redis.Redis) -> list[dict[str, Any]]:
-    """The server's connections other than ``raw``'s own."""
-    own = str(raw.client_id())
-    return [c for c in raw.client_list() if str(c["id"]) != own]
+@pytest.fixture
+def earlier_clients(raw_a: redis.Redis) -> set[str]:
+    """The ids of server A's connections before the test (other tests' idle pools)."""
+    return {str(c["id"]) for c in raw_a.client_list()}
 
 
-def assert_one_pool(app: Flask, raw: redis.Redis) -> None:
+def new_clients(raw: redis.Redis, earlier: set[str]) -> list[dict[str, Any]]:
+    """The server's connections opened during the test, ``raw``'s own excepted."""
+    return [c for c in raw.client_list() if str(c["id"]) not in earlier]
+
+
+def assert_one_pool(app: Flask, raw: redis.Redis, earlier: set[str]) -> None:
     registry = app_registry(app)
     assert set(registry.created_clients()) == {"default"}
     usage = registry.get("default").connection_pool.usage()
-    assert usage.created == len(other_clients(raw)) == 1
+    assert usage.created == len(new_clients(raw, earlier)) == 1
 
 
 def test_flask_caching_uses_the_named_connection(
-    make_app: Any, rc: RedisConn, redis_server: Any, raw_a: redis.Redis
+    make_app: Any, rc: RedisConn, redis_server: Any, raw_a: redis.Redis, earlier_clients: set[str]
 ) -> None:
     app = make_app(
         connections(redis_server.url),
@@ -67,11 +72,11 @@ def test_flask_caching_uses_the_named_connection(
         assert cache.get("doc") == {"a": 1}
         assert isinstance(app.extensions["cache"][cache], RedisConnCache)
         rc.get("default").incr("hits")  # raw use, the same pool
-    assert_one_pool(app, raw_a)
+    assert_one_pool(app, raw_a, earlier_clients)
 
 
 def test_flask_caching_follows_the_registry_after_close_all(
-    make_app: Any, redis_server: Any, raw_a: redis.Redis
+    make_app: Any, redis_server: Any, raw_a: redis.Redis, earlier_clients: set[str]
 ) -> None:
     app = make_app(connections(redis_server.url), cache_type=CACHE_TYPE)
     cache = Cache(app)
@@ -79,7 +84,7 @@ def test_flask_caching_follows_the_registry_after_close_all(
         cache.set("k", 1)
         app_registry(app).close_all()  # the old client and pool are gone
         assert cache.get("k") == 1  # on the registry's new client
-    assert_one_pool(app, raw_a)
+    assert_one_pool(app, raw_a, earlier_clients)
 
 
 def test_flask_caching_refuses_a_client_of_its_own(make_app: Any, redis_server: Any) -> None:
@@ -151,7 +156,9 @@ def session_app(make_app: Any, redis_server: Any) -> Flask:
     return app
 
 
-def test_flask_session_login_logout(session_app: Flask, raw_a: redis.Redis) -> None:
+def test_flask_session_login_logout(
+    session_app: Flask, raw_a: redis.Redis, earlier_clients: set[str]
+) -> None:
     assert isinstance(session_app.session_interface, RedisConnSessionInterface)
     client = session_app.test_client()
     client.post("/login/ann")
@@ -161,7 +168,7 @@ def test_flask_session_login_logout(session_app: Flask, raw_a: redis.Redis) -> N
     client.post("/logout")
     assert raw_a.keys("session:*") == []
     assert client.get("/whoami").text == "anonymous"
-    assert_one_pool(session_app, raw_a)
+    assert_one_pool(session_app, raw_a, earlier_clients)
 
 
 def test_flask_session_expires_in_redis(session_app: Flask, raw_a: redis.Redis) -> None:
@@ -203,13 +210,13 @@ def limited_app(make_app: Any, url: str, strategy: str) -> Flask:
 
 @pytest.mark.parametrize("strategy", ["fixed-window", "moving-window", "sliding-window-counter"])
 def test_flask_limiter_counts_on_the_named_connection(
-    make_app: Any, redis_server: Any, raw_a: redis.Redis, strategy: str
+    make_app: Any, redis_server: Any, raw_a: redis.Redis, strategy: str, earlier_clients: set[str]
 ) -> None:
     app = limited_app(make_app, redis_server.url, strategy)
     client = app.test_client()
     assert [client.get("/").status_code for _ in range(3)] == [200, 200, 429]
     assert raw_a.keys("LIMITS:*") != []
-    assert_one_pool(app, raw_a)
+    assert_one_pool(app, raw_a, earlier_clients)
 
 
 def test_flask_limiter_follows_each_app(
