@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -76,6 +76,8 @@ def option_problems(options: object) -> list[str]:
     """What is wrong with a cache's OPTIONS, as sentences (the system checks show them)."""
     if not isinstance(options, dict):
         return [f"OPTIONS must be a dict, not {type(options).__name__}."]
+    if not options:
+        return []
     problems = [
         f"OPTIONS has an unknown key {key!r}; the known keys are {', '.join(OPTION_KEYS)}."
         for key in options
@@ -92,6 +94,20 @@ def option_problems(options: object) -> list[str]:
 
 
 def _codec(options: dict[str, Any]) -> Codec:
+    # Django makes a cache object per thread and, under ASGI, per request: build the codec
+    # (imports of dotted paths included) once per distinct OPTIONS.
+    try:
+        return _shared_codec(tuple(sorted(options.items())))
+    except TypeError:  # an unhashable value: build it anew
+        return _new_codec(options)
+
+
+@lru_cache(maxsize=32)
+def _shared_codec(options: tuple[tuple[str, Any], ...]) -> Codec:
+    return _new_codec(dict(options))
+
+
+def _new_codec(options: dict[str, Any]) -> Codec:
     serializer = options.get("SERIALIZER", "pickle")
     compressor = options.get("COMPRESSOR")
     min_len = options.get("COMPRESS_MIN_LEN", DEFAULT_COMPRESS_MIN_LEN)
@@ -109,9 +125,15 @@ def _codec(options: dict[str, Any]) -> Codec:
     )
 
 
+_followed = False
+
+
 def _follow_django_settings() -> None:
     # Without "redis_conn.django" in INSTALLED_APPS nobody pointed the process-wide registry at
     # REDIS_CONNECTIONS: do what the app's ready() does, unless someone configured it already.
+    # Looked at once per process, by the first cache made.
+    global _followed
+    _followed = True
     source = connections.source
     if source.loader is None and source.settings is None:
         from django.core.signals import setting_changed
@@ -142,7 +164,8 @@ class RedisCache(BaseCache):
             )
         self._codec = _codec(options)
         self._ignore_exceptions: bool = options.get("IGNORE_EXCEPTIONS", False)
-        _follow_django_settings()
+        if not _followed:
+            _follow_django_settings()
 
     def validate_key(self, key: str) -> None:
         # Django's CacheKeyWarning, looked for only where one is due: most keys get none.
