@@ -412,7 +412,10 @@ class RedisCache(BaseCache):
     ) -> bool:
         key = self.make_and_validate_key(key, version=version)
         timeout = self.get_backend_timeout(timeout)
-        data = await self._adumps(value)
+        try:
+            data = self._codec.dumps(value)
+        except SynchronousOnlyOperation:
+            data = await self._adumps(value)
         client = get_async_redis(self.connection_name)
         try:
             if timeout == 0:
