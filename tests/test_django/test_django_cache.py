@@ -374,3 +374,16 @@ def test_redis_pools_shows_the_caches_on_each_connection(settings: Any, redis_se
         "cache: used by CACHES 'default', 'sessions'",
         "overall: ok  (POOL = in use/created/max)",
     ]
+
+
+def test_fake_connections_fake_the_cache_too(cache: RedisCache, raw: Any) -> None:
+    from redis_conn.testing import fake_connections
+
+    with fake_connections() as fake:
+        cache.set("k", {"v": 1})
+        assert cache.get("k") == {"v": 1}
+        assert cache.add("n", 1) is True
+        assert cache.incr("n") == 2  # the FAKE path of incr
+        assert fake.get("cache").exists("shop:1:k") == 1
+    assert raw.keys() == []  # the real server saw nothing
+    assert cache.get("k") is None  # back on the real server
