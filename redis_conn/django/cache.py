@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -28,20 +28,18 @@ from django.core.cache.backends.base import (
     InvalidCacheBackendError,
 )
 from django.core.exceptions import SynchronousOnlyOperation
-from django.core.serializers.json import DjangoJSONEncoder
 from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from redis_conn.clients import Client
-from redis_conn.codecs import (
-    COMPRESSORS,
-    DEFAULT_COMPRESS_MIN_LEN,
-    SERIALIZERS,
-    Codec,
-    JSONSerializer,
-    resolve,
+from redis_conn.django.cache_keys import KeyReverser, key_pattern
+from redis_conn.django.cache_options import (
+    OPTION_KEYS,
+    caches_by_connection,
+    codec,
+    option_problems,
 )
 from redis_conn.masking import mask_text
 from redis_conn.registry import connections, current_registry, get_async_redis, get_redis
@@ -58,7 +56,6 @@ __all__ = [
 
 logger = logging.getLogger("redis_conn.cache")
 
-OPTION_KEYS = ("SERIALIZER", "COMPRESSOR", "COMPRESS_MIN_LEN", "IGNORE_EXCEPTIONS")
 #: A down server, a full pool, a timeout: what IGNORE_EXCEPTIONS turns into a miss.
 NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
 SCAN_COUNT = 1000
@@ -68,61 +65,7 @@ _INCR_EXISTING = (
     "if redis.call('EXISTS', KEYS[1]) == 1 then "
     "return redis.call('INCRBY', KEYS[1], ARGV[1]) end return false"
 )
-_KEY_MARK, _VERSION_MARK = "\x00key\x00", "\x00version\x00"
 _MEMCACHE_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
-
-
-def option_problems(options: object) -> list[str]:
-    """What is wrong with a cache's OPTIONS, as sentences (the system checks show them)."""
-    if not isinstance(options, dict):
-        return [f"OPTIONS must be a dict, not {type(options).__name__}."]
-    if not options:
-        return []
-    problems = [
-        f"OPTIONS has an unknown key {key!r}; the known keys are {', '.join(OPTION_KEYS)}."
-        for key in options
-        if key not in OPTION_KEYS
-    ]
-    try:
-        _codec(options)
-    except ValueError as exc:
-        problems.append(str(exc))
-    ignore = options.get("IGNORE_EXCEPTIONS", False)
-    if not isinstance(ignore, bool):
-        problems.append(f"OPTIONS['IGNORE_EXCEPTIONS'] must be True or False, not {ignore!r}.")
-    return problems
-
-
-def _codec(options: dict[str, Any]) -> Codec:
-    # Django makes a cache object per thread and, under ASGI, per request: build the codec
-    # (imports of dotted paths included) once per distinct OPTIONS.
-    try:
-        return _shared_codec(tuple(sorted(options.items())))
-    except TypeError:  # an unhashable value: build it anew
-        return _new_codec(options)
-
-
-@lru_cache(maxsize=32)
-def _shared_codec(options: tuple[tuple[str, Any], ...]) -> Codec:
-    return _new_codec(dict(options))
-
-
-def _new_codec(options: dict[str, Any]) -> Codec:
-    serializer = options.get("SERIALIZER", "pickle")
-    compressor = options.get("COMPRESSOR")
-    min_len = options.get("COMPRESS_MIN_LEN", DEFAULT_COMPRESS_MIN_LEN)
-    if not isinstance(min_len, int) or isinstance(min_len, bool) or min_len < 0:
-        raise ValueError(
-            f"OPTIONS['COMPRESS_MIN_LEN'] must be a whole number >= 0, not {min_len!r}."
-        )
-    return Codec(
-        # Django's encoder: dates, decimals and UUIDs become JSON as in Django's serializers.
-        JSONSerializer(DjangoJSONEncoder)
-        if serializer == "json"
-        else resolve(serializer, SERIALIZERS, "SERIALIZER"),
-        None if compressor is None else resolve(compressor, COMPRESSORS, "COMPRESSOR"),
-        compress_min_len=min_len,
-    )
 
 
 _followed = False
@@ -162,7 +105,7 @@ class RedisCache(BaseCache):
                 f"redis_conn's RedisCache on connection {self.connection_name!r}: "
                 + " ".join(problems)
             )
-        self._codec = _codec(options)
+        self._codec = codec(options)
         self._ignore_exceptions: bool = options.get("IGNORE_EXCEPTIONS", False)
         if not _followed:
             _follow_django_settings()
@@ -616,11 +559,9 @@ class RedisCache(BaseCache):
 
     def _pattern(self, search: str, version: Any = None, prefix: str | None = None) -> str:
         """The glob for keys of this cache matching ``search`` (as django-redis makes it)."""
-        if version is None:
-            version = self.version
-        prefix = _glob_escape(self.key_prefix if prefix is None else prefix)
-        version = version if version == "*" else _glob_escape(str(version))
-        pattern: str = self.key_func(search, prefix, version)
+        prefix = self.key_prefix if prefix is None else prefix
+        version = self.version if version is None else version
+        pattern = key_pattern(self.key_func, prefix, search, version)
         if search == "*" and "*" not in pattern:
             raise ValueError(
                 f"The cache on Redis connection {self.connection_name!r} cannot find its keys: "
@@ -629,16 +570,9 @@ class RedisCache(BaseCache):
         return pattern
 
     @cached_property
-    def _key_regex(self) -> re.Pattern[str]:
-        made = re.escape(self.key_func(_KEY_MARK, self.key_prefix, _VERSION_MARK))
-        made = made.replace(re.escape(_KEY_MARK), "(?P<key>.*)", 1)
-        return re.compile(made.replace(re.escape(_VERSION_MARK), ".*?", 1), re.DOTALL)
-
-    def _reverse_key(self, key: bytes | str) -> str:
-        """The key a caller used, from the Redis key (for keys() and iter_keys())."""
-        text = key.decode() if isinstance(key, bytes) else key
-        match = self._key_regex.fullmatch(text)
-        return match.group("key") if match else text
+    def _reverse_key(self) -> KeyReverser:
+        """The key a caller used, from a Redis key (for keys() and iter_keys())."""
+        return KeyReverser(self.key_func, self.key_prefix)
 
     def _is_fake(self) -> bool:
         return current_registry().spec(self.connection_name).kind == "fake"
@@ -683,30 +617,10 @@ def get_redis_connection(alias: str = "default", write: bool = True) -> Client:
     return cache.client
 
 
-def caches_by_connection() -> dict[str, list[str]]:
-    """The CACHES aliases on this backend, by the connection name their LOCATION gives."""
-    from django.conf import settings
-    from django.utils.module_loading import import_string
-
-    found: dict[str, list[str]] = {}
-    for alias, params in getattr(settings, "CACHES", {}).items():
-        try:
-            backend = import_string(params.get("BACKEND", ""))
-        except ImportError:
-            continue
-        if isinstance(backend, type) and issubclass(backend, RedisCache):
-            found.setdefault(params.get("LOCATION") or "default", []).append(alias)
-    return found
-
-
 def _ttl(seconds: int) -> int | None:
     if seconds == -1:
         return None
     return max(seconds, 0)  # -2: no such key
-
-
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def _incr_watched(client: Any, key: str, delta: int) -> int | None:

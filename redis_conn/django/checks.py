@@ -200,7 +200,8 @@ def _password_in_url_warnings(specs: list[ConnectionSpec]) -> list[CheckMessage]
 
 def _cache_messages(specs: dict[str, ConnectionSpec]) -> list[CheckMessage]:
     """CACHES entries on redis_conn's backend: their OPTIONS and the connection they name."""
-    from redis_conn.django.cache import RedisCache, option_problems
+    from redis_conn.django.cache import RedisCache
+    from redis_conn.django.cache_options import option_problems
 
     messages: list[CheckMessage] = []
     for alias, params in getattr(settings, "CACHES", {}).items():
