@@ -1,14 +1,16 @@
-"""The pages: a hit counter, per-user feeds, stats (an async view) and a health check."""
+"""The pages: a hit counter, per-user feeds, stats (an async view), a health check, and an
+"about" page cached by Flask-Caching."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from flask import Blueprint, abort, request
 
 from example_flask import feeds
-from example_flask.app import rc
+from example_flask.app import cache, rc
 from redis_conn.flask import health
 
 site = Blueprint("site", __name__)
@@ -48,3 +50,10 @@ async def stats() -> dict[str, Any]:
     # The round trip runs in a worker thread, not on the event loop.
     await asyncio.to_thread(rc.request_pipeline.execute)
     return {"posts": int(posts.result or 0), "stats_views": views.result}
+
+
+@site.get("/about")
+@cache.cached(timeout=30)
+def about() -> dict[str, Any]:
+    """Rendered once per 30 seconds; in between, Flask-Caching serves it from Redis."""
+    return {"page": "/about", "rendered_at": time.time()}

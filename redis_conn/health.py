@@ -252,5 +252,8 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
     for c in report["connections"]:
         if c["error"]:
             lines.append(f"{c['name']}: {c['error']}")
+    for c in report["connections"]:  # Django's report: the CACHES aliases on each connection
+        if c.get("caches"):
+            lines.append(f"{c['name']}: used by CACHES {', '.join(map(repr, c['caches']))}")
     lines.append(f"overall: {report['status']}  (POOL = in use/created/max)")
     return "\n".join(lines)

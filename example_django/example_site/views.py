@@ -6,6 +6,9 @@
   per server after the view returns, the servers concurrently.
 * ``/dashboard/`` needs answers, so it calls ``request.redis.execute()`` mid-view.
 * ``/api/stats/`` is the dashboard as JSON; ``/health/`` is ``redis_conn.django.views.health``.
+* ``/about/`` is cached for 30 s by Django's ``cache_page``, and ``/visits/`` counts your visits
+  in your session: both through Django's cache API, stored by redis_conn's cache backend on
+  the ``default`` connection.
 
 Pick a visitor with ``?user=ann``; there are no accounts and no database.
 """
@@ -19,6 +22,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.views.decorators.cache import cache_page
 
 from redis_conn.django import RedisHttpRequest
 from redis_conn.registry import connections
@@ -52,6 +56,7 @@ def home(request: RedisHttpRequest) -> HttpResponse:
         "your session, in one batch per Redis server, after this view returned.</p>"
         '<p><a href="/dashboard/?user={}">Your dashboard</a> · '
         '<a href="/api/stats/?user={}">as JSON</a> · <a href="/health/">health</a> · '
+        '<a href="/about/">about</a> · <a href="/visits/">your visits</a> · '
         "visit as {}</p>",
         user,
         user,
@@ -111,6 +116,25 @@ def dashboard(request: RedisHttpRequest) -> HttpResponse:
 
 def stats_json(request: RedisHttpRequest) -> JsonResponse:
     return JsonResponse(read_stats(request, visitor(request)))
+
+
+@cache_page(30)
+def about(request: HttpRequest) -> HttpResponse:
+    """Rendered once per 30 seconds; in between, Django's cache serves it from Redis."""
+    body = format_html(
+        "<p>This page was rendered at {} and is cached for 30 seconds with Django's "
+        "<code>cache_page</code>, on the <code>default</code> connection.</p>"
+        '<p><a href="/">Home</a></p>',
+        time.strftime("%H:%M:%S"),
+    )
+    return HttpResponse(page("About", body))
+
+
+def visits(request: HttpRequest) -> JsonResponse:
+    """Your visits to this page, kept in your session (the cache session engine)."""
+    count = request.session.get("visits", 0) + 1
+    request.session["visits"] = count
+    return JsonResponse({"visits": count})
 
 
 def page(title: str, body: SafeString) -> SafeString:

@@ -2,7 +2,8 @@
 
 Every problem :func:`redis_conn.config.validate` finds is an Error with the same number
 (``redis_conn.E001`` ... ``redis_conn.E010``); the settings of the Django adapter itself are
-``redis_conn.E1xx``; warnings are ``redis_conn.W0xx``.
+``redis_conn.E1xx``; warnings are ``redis_conn.W0xx``. CACHES entries on redis_conn's cache
+backend are ``redis_conn.E020``/``E021`` and ``redis_conn.W020``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.utils.module_loading import import_string
 from redis_conn.config import (
     DEFAULTS,
     E_NOT_A_MAPPING,
+    EMBEDDED_DEFAULT,
     ConnectionSpec,
     Problem,
     parse,
@@ -99,6 +101,19 @@ E101_HINT = (
     "'raise' (the default) lets a failed flush of the request pipeline become a 500 response; "
     "'log' keeps the response and logs the failed commands at ERROR."
 )
+E020_HINT = (
+    "OPTIONS of redis_conn's RedisCache: SERIALIZER ('pickle', 'json' or a dotted path), "
+    "COMPRESSOR (None, 'zlib', 'lzma' or a dotted path), COMPRESS_MIN_LEN, IGNORE_EXCEPTIONS. "
+    "Connection settings (URL, pool size, timeouts) belong in REDIS_CONNECTIONS."
+)
+E021 = "CACHES[%r] has LOCATION %r, which is not a connection of REDIS_CONNECTIONS."
+E021_HINT = "Set LOCATION to one of %s (or leave it out for 'default')."
+W020 = (
+    "CACHES[%r] is on Redis connection %r, which is FAKE while DEBUG is False: each worker "
+    "process has a cache of its own, so cached values and sessions differ between workers "
+    "and are lost on restart."
+)
+W020_HINT = "Give connection %r a URL of a real server, or silence redis_conn.W020."
 E102 = "REDIS_CONN_WORKER_THREADS is %r; it must be a whole number >= 1."
 E102_HINT = "Set it to the number of threads your server runs per process, or remove it."
 
@@ -111,14 +126,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages.extend(thread_errors)
     if raw is None:
         messages.append(W001)
+        messages.extend(_cache_messages(parse(EMBEDDED_DEFAULT)))
     else:
         problems = validate(raw)
         messages.extend(problem_to_error(problem) for problem in problems)
         if not problems:
-            specs = list(parse(raw).values())
+            parsed = parse(raw)
+            specs = list(parsed.values())
             messages.extend(_default_for_the_middleware(specs))
             messages.extend(_connection_warnings(specs, threads))
             messages.extend(_password_in_url_warnings(specs))
+            messages.extend(_cache_messages(parsed))
     on_error = getattr(settings, ON_FLUSH_ERROR_SETTING, "raise")
     if on_error not in ON_ERROR_CHOICES:
         messages.append(
@@ -222,3 +240,45 @@ def _password_in_url_warnings(specs: list[ConnectionSpec]) -> list[CheckMessage]
         for spec in specs
         if spec.alias_of is None and spec.url is not None and mask_url(spec.url) != spec.url
     ]
+
+
+def _cache_messages(specs: dict[str, ConnectionSpec]) -> list[CheckMessage]:
+    """CACHES entries on redis_conn's backend: their OPTIONS and the connection they name."""
+    from redis_conn.django.cache import RedisCache
+    from redis_conn.django.cache_options import option_problems
+
+    messages: list[CheckMessage] = []
+    for alias, params in getattr(settings, "CACHES", {}).items():
+        try:
+            backend = import_string(params.get("BACKEND", ""))
+        except ImportError:
+            continue  # Django's own checks and cache handler report that
+        if not (isinstance(backend, type) and issubclass(backend, RedisCache)):
+            continue
+        obj = f"CACHES[{alias!r}]"
+        messages.extend(
+            Error(problem, hint=E020_HINT, obj=obj, id="redis_conn.E020")
+            for problem in option_problems(params.get("OPTIONS", {}))
+        )
+        location = params.get("LOCATION") or "default"
+        spec = specs.get(location) if isinstance(location, str) else None
+        if spec is None:
+            names = ", ".join(repr(name) for name in specs)
+            messages.append(
+                Error(
+                    E021 % (alias, location),
+                    hint=E021_HINT % (names,),
+                    obj=obj,
+                    id="redis_conn.E021",
+                )
+            )
+        elif spec.kind == "fake" and not settings.DEBUG:
+            messages.append(
+                Warning(
+                    W020 % (alias, location),
+                    hint=W020_HINT % (spec.root,),
+                    obj=obj,
+                    id="redis_conn.W020",
+                )
+            )
+    return messages

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from redis_conn.django.apps import load_settings
+from redis_conn.django.cache_options import caches_by_connection
 from redis_conn.health import exit_code, render
 from redis_conn.registry import connections
 
@@ -57,6 +58,9 @@ class Command(BaseCommand):
         if names is not None:
             names = list(dict.fromkeys(names))  # each once, in the order given
         report = connections.health(ping=not options["no_ping"], names=names)
+        on_connection = caches_by_connection()
+        for entry in report["connections"]:  # which CACHES aliases sit on each connection
+            entry["caches"] = on_connection.get(entry["name"], [])
         self.stdout.write(render(report, as_json=options["json"]))
         if exit_code(report) != 0:
             down = [repr(c["name"]) for c in report["connections"] if c["status"] == "down"]
