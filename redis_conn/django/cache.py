@@ -137,7 +137,8 @@ class RedisCache(BaseCache):
             return self._ignored(exc, "GET", key, default)
         return default if value is None else self._codec.loads(value)
 
-    def set(
+    # Returns whether it stored (django-redis's contract), where Django's BaseCache says None.
+    def set(  # type: ignore[override]
         self,
         key: Any,
         value: Any,
@@ -255,7 +256,7 @@ class RedisCache(BaseCache):
         except NETWORK_ERRORS as exc:
             self._ignored(exc, "DEL", made[0], None)
 
-    def clear(self) -> bool:
+    def clear(self) -> bool:  # type: ignore[override]  # django-redis returns whether it did
         """Delete this cache's keys (any version), not the whole database.
 
         Django's RedisCache and django-redis send FLUSHDB, which would also delete what other
@@ -343,7 +344,7 @@ class RedisCache(BaseCache):
             return self._ignored(exc, "GET", key, default)
         return default if value is None else self._codec.loads(value)
 
-    async def aset(
+    async def aset(  # type: ignore[override]  # a bool, as set()
         self,
         key: Any,
         value: Any,
@@ -491,7 +492,7 @@ class RedisCache(BaseCache):
     async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         return await self.aincr_version(key, -delta, version)
 
-    async def aclear(self) -> bool:
+    async def aclear(self) -> bool:  # type: ignore[override]  # as clear()
         """See :meth:`clear`."""
         client = get_async_redis(self.connection_name)
         deleted, batch = 0, []
