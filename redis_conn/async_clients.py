@@ -7,7 +7,8 @@ POOL_TIMEOUT when BLOCKING, failing at once otherwise, always with :class:`PoolE
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+import time
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio
@@ -25,11 +26,16 @@ from redis_conn.guarded import async_connection_class, name_error, owes_replies
 from redis_conn.pools import PoolUsage
 from redis_conn.retry import AsyncRetry
 
+if TYPE_CHECKING:
+    from redis_conn.metrics import PoolObserver
+
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
 class _AsyncGuardedPoolMixin:
     max_connections: int
+    #: Set by the metrics layer when metrics are on (redis_conn.metrics); None costs nothing.
+    observer: PoolObserver | None = None
 
     def __init__(
         self,
@@ -54,6 +60,8 @@ class _AsyncGuardedPoolMixin:
         return connection
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        observer = self.observer
+        started = time.perf_counter() if observer is not None else 0.0
         if self.blocking:
             # Not asyncio.wait_for: on Python 3.11 it loses a cancellation that arrives just as
             # the permit does, and the cancelled request would go on to run its commands.
@@ -61,10 +69,14 @@ class _AsyncGuardedPoolMixin:
                 async with asyncio.timeout(self.pool_timeout):
                     await self._permits.acquire()
             except TimeoutError:
+                if observer is not None:
+                    observer.timed_out()
                 raise PoolExhausted(
                     self.connection_name, self.max_connections, waited=self.pool_timeout
                 ) from None
         elif self._permits.locked():
+            if observer is not None:
+                observer.timed_out()
             raise PoolExhausted(self.connection_name, self.max_connections)
         else:
             await self._permits.acquire()
@@ -74,6 +86,8 @@ class _AsyncGuardedPoolMixin:
             self._permits.release()
             raise
         self._leased.add(connection)
+        if observer is not None:
+            observer.waited(time.perf_counter() - started)
         return connection
 
     async def release(self, connection: Any) -> None:

@@ -25,6 +25,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.masking import mask_text
+from redis_conn.naming import explain_refused_name
 
 _NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
 # Before Python 3.12, asyncio.wait_for (which redis-py sends under) can swallow a cancellation.
@@ -85,6 +86,13 @@ class _SyncGuard(ReplyAccounting):
             name_error(exc, self.connection_name)
             raise
 
+    def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        except ResponseError as exc:  # a proxy or an ACL refusing CLIENT SETNAME, say so
+            explain_refused_name(exc, self.connection_name, getattr(self, "client_name", None))
+            raise
+
     def pack_commands(self, commands: Iterable[Any]) -> Any:
         return super().pack_commands(self._count_packed(commands))  # type: ignore[misc]
 
@@ -128,6 +136,13 @@ class _AsyncGuard(ReplyAccounting):
             await super().connect()  # type: ignore[misc]
         except _NETWORK_ERRORS as exc:
             name_error(exc, self.connection_name)
+            raise
+
+    async def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        except ResponseError as exc:
+            explain_refused_name(exc, self.connection_name, getattr(self, "client_name", None))
             raise
 
     def pack_commands(self, commands: Iterable[Any]) -> Any:

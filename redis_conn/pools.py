@@ -10,14 +10,18 @@ replies is closed on release instead of being handed to the next caller.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.connection
 import redis.sentinel
 
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import owes_replies
+
+if TYPE_CHECKING:
+    from redis_conn.metrics import PoolObserver
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class _Permits:
     blocking: bool
     pool_timeout: float
     max_connections: int
+    #: Set by the metrics layer when metrics are on (redis_conn.metrics); None costs nothing.
+    observer: PoolObserver | None = None
 
     def _init_permits(self) -> None:
         self._permits = threading.BoundedSemaphore(self.max_connections)
@@ -55,6 +61,8 @@ class _Permits:
             else self._permits.acquire(blocking=False)
         )
         if not acquired:
+            if self.observer is not None:
+                self.observer.timed_out()
             raise PoolExhausted(
                 self.connection_name,
                 self.max_connections,
@@ -99,6 +107,8 @@ class _GuardedPoolMixin(_Permits):
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         self._checkpid()  # type: ignore[attr-defined]
+        observer = self.observer
+        started = time.perf_counter() if observer is not None else 0.0
         self._take_permit()
         try:
             connection = super().get_connection(*args, **kwargs)  # type: ignore[misc]
@@ -107,6 +117,8 @@ class _GuardedPoolMixin(_Permits):
             raise
         with self._usage_lock:
             self._leased.add(connection)
+        if observer is not None:
+            observer.waited(time.perf_counter() - started)
         return connection
 
     def release(self, connection: Any) -> None:

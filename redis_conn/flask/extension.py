@@ -25,6 +25,7 @@ from flask.signals import got_request_exception
 
 from redis_conn.exceptions import ConfigurationError
 from redis_conn.flask.cli import redis_cli
+from redis_conn.naming import prefix_from_module
 from redis_conn.registry import ConnectionRegistry, add_registry_resolver
 from redis_conn.request_scope import ON_ERROR_CHOICES, OnError, RequestPipeline, add_scope_resolver
 
@@ -42,6 +43,8 @@ EXTENSION_NAME = "redis_conn"
 SETTINGS_NAME = "REDIS_CONNECTIONS"
 #: The config key saying what a failed flush of the request pipeline does: "raise" or "log".
 ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
+#: The config key of the prefix of every connection's name on the server; absent: the app's.
+CLIENT_NAME_PREFIX_SETTING = "REDIS_CONN_CLIENT_NAME_PREFIX"
 
 _G_SCOPE = "_redis_conn_request_pipeline"
 _GUARDED = "__redis_conn_guarded__"
@@ -90,7 +93,12 @@ class RedisConn:
                 ]
             )
         registry = ConnectionRegistry()
-        registry.configure(app.config.get(SETTINGS_NAME))  # None: the embedded FAKE default
+        registry.configure(  # None: the embedded FAKE default
+            app.config.get(SETTINGS_NAME),
+            client_name_prefix=app.config.get(
+                CLIENT_NAME_PREFIX_SETTING, prefix_from_module(app.name)
+            ),
+        )
         app.extensions[EXTENSION_NAME] = _AppState(self, registry, on_flush_error)
 
         app.before_request(_guard_view)
