@@ -217,11 +217,21 @@ class ConnectionRegistry:
             for client in entry[1].values():
                 await aclose_client(client)
 
-    def health(self, *, ping: bool = True, names: Iterable[str] | None = None) -> dict[str, Any]:
-        """The health report of CONTRACT section 5 (what ``--json`` prints)."""
+    def health(
+        self,
+        *,
+        ping: bool = True,
+        names: Iterable[str] | None = None,
+        workers: int | None = None,
+    ) -> dict[str, Any]:
+        """The health report of CONTRACT section 5 (what ``--json`` prints).
+
+        ``workers``: how many processes run with these settings; each connection then gets
+        its budget (``MAX_CONNECTIONS`` x workers) against the server's ``maxclients``.
+        """
         from redis_conn.health import build_report
 
-        return build_report(self, ping=ping, names=names)
+        return build_report(self, ping=ping, names=names, workers=workers)
 
     # -- internals -----------------------------------------------------------------------
 
