@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from django.apps import AppConfig
-from django.conf import settings
+from django.conf import ENVIRONMENT_VARIABLE, settings
 from django.core import checks
 from django.core.signals import setting_changed
 
@@ -38,7 +39,8 @@ def load_client_name_prefix() -> str | None:
 
 
 def default_client_name_prefix() -> str | None:
-    module: str | None = getattr(settings, "SETTINGS_MODULE", None)
+    # override_settings hides SETTINGS_MODULE (None); the environment still says it.
+    module = getattr(settings, "SETTINGS_MODULE", None) or os.environ.get(ENVIRONMENT_VARIABLE)
     return prefix_from_module(module) if module and "." in module else None
 
 
