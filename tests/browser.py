@@ -73,7 +73,9 @@ def wait_until_listening(port: int, process: subprocess.Popen[Any], log: Path) -
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)  # polling, bounded by the deadline
-    raise AssertionError(f"the server did not listen on {port} in {START_TIMEOUT} s:\n{log.read_text()}")
+    raise AssertionError(
+        f"the server did not listen on {port} in {START_TIMEOUT} s:\n{log.read_text()}"
+    )
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import pytest
 from django.core.checks import Error, Warning
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.test import AsyncClient, Client, override_settings
+from django.test import AsyncClient, Client
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
