@@ -43,9 +43,7 @@ class RedisPanel(Panel):
             return ""
         commands, round_trips = stats["commands"], stats["round_trips"]
         text = ngettext("%(n)d command", "%(n)d commands", commands) % {"n": commands}
-        trips = ngettext("%(n)d round trip", "%(n)d round trips", round_trips) % {
-            "n": round_trips
-        }
+        trips = ngettext("%(n)d round trip", "%(n)d round trips", round_trips) % {"n": round_trips}
         return f"{text} in {trips}"
 
     def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
