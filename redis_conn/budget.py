@@ -50,23 +50,31 @@ class ServerUse:
     maxclients: int | None  # None if neither CONFIG GET nor INFO says
 
 
-def server_uses(client: Any, spec: ConnectionSpec) -> list[ServerUse]:
-    """Ask each server the connection reaches how many of its sockets carry its name."""
+def server_uses(
+    client: Any, spec: ConnectionSpec, *, info: dict[str, Any] | None = None
+) -> list[ServerUse]:
+    """Ask each server the connection reaches how many of its sockets carry its name.
+
+    ``info``: the server's INFO if the caller has it already (not for a cluster).
+    """
     if spec.kind != "cluster":
-        return [_server_use(client, spec, spec.target)]
+        return [_server_use(client, spec, spec.target, info)]
     uses = []
     for node in client.get_nodes():
         if node.redis_connection is None:
             continue
         try:
-            uses.append(_server_use(node.redis_connection, spec, node.name))
+            uses.append(_server_use(node.redis_connection, spec, node.name, None))
         except Exception:  # a node that is down is reported as such with the nodes
             continue
     return uses
 
 
-def _server_use(client: Any, spec: ConnectionSpec, address: str) -> ServerUse:
-    info = client.info()
+def _server_use(
+    client: Any, spec: ConnectionSpec, address: str, info: dict[str, Any] | None
+) -> ServerUse:
+    if info is None:
+        info = client.info()
     named: int | None = None
     if spec.client_name is not None:
         try:

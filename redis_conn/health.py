@@ -29,8 +29,13 @@ def build_report(
     ping: bool = True,
     names: Iterable[str] | None = None,
     workers: int | None = None,
+    sockets: bool = True,
 ) -> dict[str, Any]:
-    """The report of ``names`` (default: all); ``workers``: the processes sharing the settings."""
+    """The report of ``names`` (default: all); ``workers``: the processes sharing the settings.
+
+    ``sockets``: also ask each server for the sockets named after the connection and its
+    maxclients (CLIENT LIST, CONFIG GET); a probe that runs every few seconds skips it.
+    """
     wanted = list(names) if names is not None else registry.names()
     specs = [registry.spec(name) for name in wanted]
     checked: dict[str, dict[str, Any]] = {}
@@ -38,7 +43,7 @@ def build_report(
     for spec in specs:
         if spec.root not in checked:
             root = registry.spec(spec.root)
-            checked[spec.root], uses[spec.root] = _check(registry, root, ping=ping)
+            checked[spec.root], uses[spec.root] = _check(registry, root, ping=ping, sockets=sockets)
     if workers is not None:
         roots = {name: registry.spec(name) for name in checked}
         apply_budgets(checked, roots, uses, workers)
@@ -72,7 +77,7 @@ def check_connection(
 
 
 def _check(
-    registry: ConnectionRegistry, spec: ConnectionSpec, *, ping: bool
+    registry: ConnectionRegistry, spec: ConnectionSpec, *, ping: bool, sockets: bool = True
 ) -> tuple[dict[str, Any], list[ServerUse]]:
     uses: list[ServerUse] = []
     entry: dict[str, Any] = {
@@ -92,11 +97,12 @@ def _check(
         client = registry.get(spec.name)
         if ping:
             entry["ping_ms"] = _ping_ms(client)
-            entry["server"] = _server_facts(client, spec)
+            info = _info(client, spec)
+            entry["server"] = _server_facts(info)
             if entry["ping_ms"] > SLOW_PING_MS:
                 problems.append(f"PING took {entry['ping_ms']:.0f} ms")
-            if spec.kind != "fake":
-                uses = server_uses(client, spec)
+            if sockets and spec.kind != "fake":
+                uses = server_uses(client, spec, info=None if spec.kind == "cluster" else info)
                 entry["server_connections"], entry["maxclients"] = summarize(uses)
         entry["pool"], pool_problems = _pool_report(client, spec)
         problems.extend(pool_problems)
@@ -132,8 +138,18 @@ def _ping_ms(client: Any) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def _server_facts(client: Any, spec: ConnectionSpec) -> dict[str, Any]:
-    if spec.kind == "fake":  # fakeredis has no INFO: say what it is
+def _info(client: Any, spec: ConnectionSpec) -> dict[str, Any] | None:
+    if spec.kind == "fake":  # fakeredis has no INFO
+        return None
+    if spec.kind == "cluster":
+        info: dict[str, Any] = client.info(target_nodes=client.get_default_node())
+    else:
+        info = client.info()
+    return info
+
+
+def _server_facts(info: dict[str, Any] | None) -> dict[str, Any]:
+    if info is None:  # fakeredis: say what it is
         from importlib.metadata import version
 
         return {
@@ -142,10 +158,6 @@ def _server_facts(client: Any, spec: ConnectionSpec) -> dict[str, Any]:
             "connected_clients": None,
             "used_memory": None,
         }
-    if spec.kind == "cluster":
-        info = client.info(target_nodes=client.get_default_node())
-    else:
-        info = client.info()
     facts = {key: info.get(key) for key in _SERVER_FACTS}
     facts["version"] = facts.pop("redis_version")
     return {"version": facts["version"], **{k: v for k, v in facts.items() if k != "version"}}

@@ -223,15 +223,18 @@ class ConnectionRegistry:
         ping: bool = True,
         names: Iterable[str] | None = None,
         workers: int | None = None,
+        sockets: bool = True,
     ) -> dict[str, Any]:
         """The health report of CONTRACT section 5 (what ``--json`` prints).
 
         ``workers``: how many processes run with these settings; each connection then gets
         its budget (``MAX_CONNECTIONS`` x workers) against the server's ``maxclients``.
+        ``sockets=False`` skips counting the named sockets on the servers (CLIENT LIST),
+        for probes that run every few seconds.
         """
         from redis_conn.health import build_report
 
-        return build_report(self, ping=ping, names=names, workers=workers)
+        return build_report(self, ping=ping, names=names, workers=workers, sockets=sockets)
 
     # -- internals -----------------------------------------------------------------------
 

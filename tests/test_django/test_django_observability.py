@@ -158,6 +158,23 @@ def test_redis_pools_workers_adds_the_budget(
     assert str(excinfo.value) == "Error: argument --workers: '0' is not a whole number >= 1"
 
 
+def test_the_health_view_does_not_count_sockets(real_servers: Any) -> None:
+    from django.contrib.auth.models import User
+    from django.test import RequestFactory
+
+    from redis_conn.django.views import health
+
+    request = RequestFactory().get("/healthz/")
+    request.user = User(username="ops", is_staff=True)
+    body = json.loads(health(request).content)
+    # A probe every few seconds must not run CLIENT LIST (O(clients)) on the server each time.
+    assert [(c["server_connections"], c["maxclients"]) for c in body["connections"]] == [
+        (None, None),
+        (None, None),
+    ]
+    assert body["connections"][0]["server"]["role"] == "master"
+
+
 # -- Server-Timing ------------------------------------------------------------------------------
 
 
