@@ -270,8 +270,10 @@ def connections_env(redis_server: Any, redis_server_b: Any) -> dict[str, str]:
 
 
 def toolbar_root(driver: Any) -> Any:
-    """Where the toolbar's elements are: its shadow root (toolbar 6+), else the page."""
-    host = WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "djDebugRoot"))
+    """Where the toolbar's elements are: its shadow root (toolbar 7+), else the page."""
+    host = WebDriverWait(driver, 20).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "#djDebugRoot, #djDebug")
+    )
     has_shadow = driver.execute_script("return arguments[0].shadowRoot !== null", host)
     return host.shadow_root if has_shadow else driver
 
