@@ -15,7 +15,7 @@ import asyncio
 import time
 import weakref
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio.connection
 import redis.asyncio.sentinel
@@ -24,7 +24,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import has_data, owes_replies
-from redis_conn.pools import PoolObserver, PoolUsage, collect_garbage
+from redis_conn.pools import PoolUsage, collect_garbage
+
+if TYPE_CHECKING:
+    from redis_conn.metrics import PoolObserver
 
 _CREATE = object()  # what a waiter is woken with when it may make a connection
 

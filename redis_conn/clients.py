@@ -48,17 +48,22 @@ def connection_kwargs(spec: ConnectionSpec, retry_class: type[Any] = Retry) -> d
         "retry": make_retry(spec.retry, retry_class),
         "driver_info": driver_info(),
     }
+    if spec.client_name is not None:  # CLIENT SETNAME on connect (redis_conn.naming)
+        kwargs["client_name"] = spec.client_name
     kwargs.update(spec.options)
     return kwargs
 
 
 def sentinel_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
     """How to reach the sentinels themselves: our timeouts unless SENTINEL_KWARGS says otherwise."""
-    return {
+    kwargs: dict[str, Any] = {
         "socket_timeout": spec.socket_timeout,
         "socket_connect_timeout": spec.socket_connect_timeout,
-        **spec.sentinel_kwargs,
     }
+    if spec.client_name is not None:  # the sentinels list who asks them, too
+        kwargs["client_name"] = spec.client_name
+    kwargs.update(spec.sentinel_kwargs)
+    return kwargs
 
 
 def pool_kwargs(spec: ConnectionSpec) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from redis_conn.exceptions import ConfigurationError
 from redis_conn.masking import mask_url
+from redis_conn.naming import server_name
 
 Kind = Literal["standalone", "unix", "cluster", "sentinel", "fake"]
 
@@ -31,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "SOCKET_CONNECT_TIMEOUT": 2.0,
     "HEALTH_CHECK_INTERVAL": 30,
     "RETRY": 3,
+    "CLIENT_NAME": True,
 }
 KNOWN_KEYS = (
     "URL",
@@ -119,6 +121,8 @@ class ConnectionSpec:
     health_check_interval: float = 30
     retry: int = 3
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: The name its connections send with CLIENT SETNAME (the owner's, for an alias); None: off.
+    client_name: str | None = None
 
     @property
     def alias_of(self) -> str | None:
@@ -156,13 +160,29 @@ def validate(settings: object) -> list[Problem]:
     return problems
 
 
-def parse(settings: object) -> dict[str, ConnectionSpec]:
-    """Validate and normalise; raise :class:`ConfigurationError` listing every problem."""
+def parse(settings: object, *, client_name_prefix: str | None = None) -> dict[str, ConnectionSpec]:
+    """Validate and normalise; raise :class:`ConfigurationError` listing every problem.
+
+    ``client_name_prefix`` goes before each connection's name on the server
+    (``prefix:name``, see :mod:`redis_conn.naming`).
+    """
     problems = validate(settings)
+    if client_name_prefix is not None and not isinstance(client_name_prefix, str):
+        problems.append(
+            Problem(
+                E_BAD_VALUE,
+                f"REDIS_CONN_CLIENT_NAME_PREFIX is {client_name_prefix!r} "
+                f"({type(client_name_prefix).__name__}); expected a string or None.",
+            )
+        )
     if problems:
         raise ConfigurationError(str(p) for p in problems)
     assert isinstance(settings, Mapping)
-    own = {name: _spec(name, entry) for name, entry in settings.items() if "ALIAS" not in entry}
+    own = {
+        name: _spec(name, entry, client_name_prefix)
+        for name, entry in settings.items()
+        if "ALIAS" not in entry
+    }
     specs = dict(own)
     for name in settings:
         if name not in own:
@@ -184,7 +204,7 @@ def _with_name(spec: ConnectionSpec, name: str) -> ConnectionSpec:
     return ConnectionSpec(**fields)
 
 
-def _spec(name: str, entry: Mapping[str, Any]) -> ConnectionSpec:
+def _spec(name: str, entry: Mapping[str, Any], client_name_prefix: str | None) -> ConnectionSpec:
     values = {**DEFAULTS, **entry}
     kind: Kind
     if entry.get("FAKE"):
@@ -215,7 +235,18 @@ def _spec(name: str, entry: Mapping[str, Any]) -> ConnectionSpec:
         health_check_interval=values["HEALTH_CHECK_INTERVAL"],
         retry=values["RETRY"],
         options=dict(entry.get("OPTIONS", {})),
+        client_name=_client_name(name, kind, values, client_name_prefix),
     )
+
+
+def _client_name(
+    name: str, kind: Kind, values: Mapping[str, Any], prefix: str | None
+) -> str | None:
+    if kind == "fake" or not values["CLIENT_NAME"]:
+        return None
+    explicit = values.get("OPTIONS", {}).get("client_name")
+    # OPTIONS['client_name'] predates CLIENT_NAME: it is sent as given, without the prefix.
+    return str(explicit) if explicit else server_name(prefix, name)
 
 
 def _seconds(value: float | None) -> float | None:
@@ -327,6 +358,11 @@ def _alias_loops(settings: Mapping[Any, Any]) -> list[Problem]:
     return problems
 
 
+def _has_option(entry: Mapping[str, Any], option: str) -> bool:
+    options = entry.get("OPTIONS")
+    return isinstance(options, Mapping) and option in options
+
+
 def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
     def conflict(key: str, message: str, hint: str) -> Problem:
         return Problem(
@@ -348,6 +384,14 @@ def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
                 )
             )
         return problems
+    if entry.get("CLIENT_NAME") is False and _has_option(entry, "client_name"):
+        problems.append(
+            conflict(
+                "CLIENT_NAME",
+                "has CLIENT_NAME False and also OPTIONS['client_name'].",
+                "Remove one of them: CLIENT_NAME False sends no name at all.",
+            )
+        )
     if cluster and sentinel:
         problems.append(
             conflict(
@@ -657,5 +701,6 @@ _VALUE_CHECKS = {
     "SOCKET_CONNECT_TIMEOUT": _check_seconds(allow_none=True, minimum_exclusive=True),
     "HEALTH_CHECK_INTERVAL": _check_seconds(allow_none=False),
     "RETRY": _check_count(0),
+    "CLIENT_NAME": _check_bool,
     "OPTIONS": _check_options,
 }

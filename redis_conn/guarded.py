@@ -36,6 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.exceptions import ConnectionLostAfterWrite, TimeoutAfterWrite
 from redis_conn.masking import mask_text
+from redis_conn.naming import explain_refused_name
 from redis_conn.read_only import all_resendable, command_name, may_resend
 
 _NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
@@ -175,6 +176,13 @@ class _SyncGuard(ReplyAccounting):
         self._note_command(args)
         return super().pack_command(*numbers_as_text(args))  # type: ignore[misc]
 
+    def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        except ResponseError as exc:  # a proxy or an ACL refusing CLIENT SETNAME, say so
+            explain_refused_name(exc, self.connection_name, getattr(self, "client_name", None))
+            raise
+
     def pack_commands(self, commands: Iterable[Any]) -> Any:
         batch = [numbers_as_text(tuple(args)) for args in commands]
         packed = super().pack_commands(batch)  # type: ignore[misc]
@@ -235,6 +243,13 @@ class _AsyncGuard(ReplyAccounting):
     def pack_command(self, *args: Any) -> Any:
         self._note_command(args)
         return super().pack_command(*numbers_as_text(args))  # type: ignore[misc]
+
+    async def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        except ResponseError as exc:
+            explain_refused_name(exc, self.connection_name, getattr(self, "client_name", None))
+            raise
 
     def pack_commands(self, commands: Iterable[Any]) -> Any:
         batch = [numbers_as_text(tuple(args)) for args in commands]

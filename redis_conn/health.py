@@ -1,7 +1,8 @@
 """The health report: one dict per connection, as ``--json`` prints it (CONTRACT section 5).
 
 Each owning connection is checked once; its aliases repeat the result with ``alias_of`` set.
-Targets and error texts are masked, so no password ever reaches a report.
+Targets and error texts are masked, so no password ever reaches a report. With ``workers``
+each connection also gets its connection budget across processes (:mod:`redis_conn.budget`).
 
 A probe (PING, then INFO) runs on a connection of its own, opened for it and closed after it,
 never through the connection's pool and never retried: one attempt, connect and reply each
@@ -22,6 +23,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from redis_conn.budget import ServerUse, apply_budgets, server_uses, summarize
 from redis_conn.config import DEFAULTS, ConnectionSpec
 from redis_conn.masking import mask_text
 
@@ -34,15 +36,31 @@ _SERVER_FACTS = ("redis_version", "role", "connected_clients", "used_memory")
 
 
 def build_report(
-    registry: ConnectionRegistry, *, ping: bool = True, names: Iterable[str] | None = None
+    registry: ConnectionRegistry,
+    *,
+    ping: bool = True,
+    names: Iterable[str] | None = None,
+    workers: int | None = None,
+    sockets: bool = True,
 ) -> dict[str, Any]:
+    """The report of ``names`` (default: all); ``workers``: the processes sharing the settings.
+
+    ``sockets``: also ask each server for the sockets named after the connection and its
+    maxclients (CLIENT LIST, CONFIG GET); a probe that runs every few seconds skips it.
+    """
     wanted = list(names) if names is not None else registry.names()
     specs = [registry.spec(name) for name in wanted]
     checked: dict[str, dict[str, Any]] = {}
-    entries = []
+    uses: dict[str, list[ServerUse]] = {}
     for spec in specs:
         if spec.root not in checked:
-            checked[spec.root] = check_connection(registry, registry.spec(spec.root), ping=ping)
+            root = registry.spec(spec.root)
+            checked[spec.root], uses[spec.root] = _check(registry, root, ping=ping, sockets=sockets)
+    if workers is not None:
+        roots = {name: registry.spec(name) for name in checked}
+        apply_budgets(checked, roots, uses, workers)
+    entries = []
+    for spec in specs:
         entry = dict(checked[spec.root])
         entry["name"], entry["alias_of"] = spec.name, spec.alias_of
         entries.append({"name": entry.pop("name"), "alias_of": entry.pop("alias_of"), **entry})
@@ -74,6 +92,14 @@ def exit_code(report: dict[str, Any]) -> int:
 def check_connection(
     registry: ConnectionRegistry, spec: ConnectionSpec, *, ping: bool
 ) -> dict[str, Any]:
+    """One connection's entry of the report (without a budget)."""
+    return _check(registry, spec, ping=ping)[0]
+
+
+def _check(
+    registry: ConnectionRegistry, spec: ConnectionSpec, *, ping: bool, sockets: bool = True
+) -> tuple[dict[str, Any], list[ServerUse]]:
+    uses: list[ServerUse] = []
     entry: dict[str, Any] = {
         "kind": spec.kind,
         "target": spec.target,
@@ -82,18 +108,24 @@ def check_connection(
         "ping_ms": None,
         "pool": None,
         "server": None,
+        "server_connections": None,
+        "maxclients": None,
+        "budget": None,
     }
     problems: list[str] = []
     try:
         client = registry.get(spec.name)
         if ping:
-            entry["ping_ms"], entry["server"] = _probe_server(client, spec)
+            entry["ping_ms"], entry["server"], info = _probe_server(client, spec)
             if entry["ping_ms"] > SLOW_PING_MS:
                 problems.append(f"PING took {entry['ping_ms']:.0f} ms")
+            if sockets and spec.kind != "fake":
+                uses = server_uses(client, spec, info=None if spec.kind == "cluster" else info)
+                entry["server_connections"], entry["maxclients"] = summarize(uses)
         entry["pool"], pool_problems = _pool_report(client, spec)
         problems.extend(pool_problems)
         if spec.kind == "cluster":
-            entry["nodes"], node_problems = _cluster_nodes(client, ping=ping)
+            entry["nodes"], node_problems = _cluster_nodes(client, ping=ping, uses=uses)
             problems.extend(node_problems)
         role = (entry["server"] or {}).get("role")
         if spec.kind == "sentinel" and role not in (None, "master"):
@@ -101,11 +133,11 @@ def check_connection(
     except Exception as exc:  # a report shows every failure; it never raises one
         entry["status"] = "down"
         entry["error"] = _describe(exc, spec)
-        return entry
+        return entry, []
     if problems:
         entry["status"] = "degraded"
         entry["error"] = "; ".join(problems)
-    return entry
+    return entry, uses
 
 
 def _describe(exc: BaseException, spec: ConnectionSpec) -> str:
@@ -145,24 +177,29 @@ def _ping_ms(client: Any) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def _probe_server(client: Any, spec: ConnectionSpec) -> tuple[float, dict[str, Any]]:
-    """PING time and server facts, from a probe connection (fakeredis: the client itself)."""
+def _probe_server(
+    client: Any, spec: ConnectionSpec
+) -> tuple[float, dict[str, Any], dict[str, Any] | None]:
+    """PING time, server facts and INFO, from a probe connection (fakeredis: the client
+    itself, and no INFO)."""
     if spec.kind == "fake":  # in-process: no socket to probe, and no INFO; say what it is
         from importlib.metadata import version
 
-        return _ping_ms(client), {
+        facts = {
             "version": f"fakeredis {version('fakeredis')}",
             "role": "master",
             "connected_clients": None,
             "used_memory": None,
         }
+        return _ping_ms(client), facts, None
     if spec.kind == "cluster":
         pool = client.get_default_node().redis_connection.connection_pool
     else:
         pool = client.connection_pool
     with probe(pool) as server:
         ping_ms = _ping_ms(server)
-        return ping_ms, _server_facts(server.info())
+        info: dict[str, Any] = server.info()
+        return ping_ms, _server_facts(info), info
 
 
 def _server_facts(info: dict[str, Any]) -> dict[str, Any]:
@@ -201,10 +238,16 @@ def _nodes(client: Any) -> list[Any]:
     return [n for n in client.get_nodes() if n.redis_connection is not None]
 
 
-def _cluster_nodes(client: Any, *, ping: bool) -> tuple[list[dict[str, Any]], list[str]]:
+def _cluster_nodes(
+    client: Any, *, ping: bool, uses: list[ServerUse]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    by_node = {use.address: use for use in uses}
     nodes, problems = [], []
     for node in client.get_nodes():
         item: dict[str, Any] = {"node": node.name, "role": node.server_type, "status": "ok"}
+        use = by_node.get(node.name)
+        if use is not None:
+            item["server_connections"], item["maxclients"] = use.named, use.maxclients
         pool = node.redis_connection.connection_pool if node.redis_connection else None
         if pool is not None and hasattr(pool, "usage"):
             usage = pool.usage()
@@ -222,13 +265,20 @@ def _cluster_nodes(client: Any, *, ping: bool) -> tuple[list[dict[str, Any]], li
 
 
 def render(report: dict[str, Any], *, as_json: bool = False) -> str:
-    """The report as the CLIs print it: JSON, or a table a person reads at a glance."""
+    """The report as the CLIs print it: JSON, or a table a person reads at a glance.
+
+    With a budget (``--workers``) the table has two more columns: the sockets named after
+    the connection on its server (every process) of ``maxclients``, and the budget.
+    """
     if as_json:
         import json
 
         return json.dumps(report, indent=2)
-    header = ("NAME", "KIND", "TARGET", "STATUS", "PING", "POOL", "SERVER")
-    rows = [header]
+    budgets = any(c.get("budget") for c in report["connections"])
+    header: tuple[str, ...] = ("NAME", "KIND", "TARGET", "STATUS", "PING", "POOL", "SERVER")
+    if budgets:
+        header += ("NAMED", "BUDGET")
+    rows: list[tuple[str, ...]] = [header]
     for c in report["connections"]:
         name = c["name"] if c["alias_of"] is None else f"{c['name']} -> {c['alias_of']}"
         ping = "-" if c["ping_ms"] is None else f"{c['ping_ms']:.2f}ms"
@@ -241,9 +291,18 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
         server_text = " ".join(
             str(v) for v in (server.get("version"), server.get("role")) if v is not None
         )
-        rows.append(
-            (name, c["kind"], c["target"], c["status"], ping, pool_text, server_text or "-")
+        row: tuple[str, ...] = (
+            name,
+            c["kind"],
+            c["target"],
+            c["status"],
+            ping,
+            pool_text,
+            server_text or "-",
         )
+        if budgets:
+            row += (_named_text(c), _budget_text(c.get("budget")))
+        rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -255,5 +314,23 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
     for c in report["connections"]:  # Django's report: the CACHES aliases on each connection
         if c.get("caches"):
             lines.append(f"{c['name']}: used by CACHES {', '.join(map(repr, c['caches']))}")
-    lines.append(f"overall: {report['status']}  (POOL = in use/created/max)")
+    legend = "POOL = in use/created/max"
+    if budgets:
+        legend += "; NAMED = sockets with this name on the server/maxclients"
+    lines.append(f"overall: {report['status']}  ({legend})")
     return "\n".join(lines)
+
+
+def _named_text(entry: dict[str, Any]) -> str:
+    named, limit = entry.get("server_connections"), entry.get("maxclients")
+    if named is None and limit is None:
+        return "-"
+    return f"{'?' if named is None else named}/{'?' if limit is None else limit}"
+
+
+def _budget_text(budget: dict[str, Any] | None) -> str:
+    if not budget:
+        return "-"
+    if budget["percent"] is None:
+        return f"{budget['total']}"
+    return f"{budget['server_total']} ({budget['percent']:g}%)"

@@ -31,7 +31,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import redis.connection
 import redis.sentinel
@@ -40,6 +40,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import is_connected, owes_replies
+
+if TYPE_CHECKING:
+    from redis_conn.metrics import PoolObserver
 
 #: How often a waiting thread looks for places freed by borrowers that vanished.
 RECHECK_SECONDS = 0.1
@@ -64,14 +67,6 @@ def collect_garbage(pool: Any, now: float) -> None:
     if now - getattr(pool, "_collected_at", 0.0) >= 1.0:
         pool._collected_at = now
         gc.collect()
-
-
-class PoolObserver(Protocol):
-    """What a pool reports for metrics (only when an observer is set)."""
-
-    def waited(self, seconds: float) -> None: ...
-
-    def timed_out(self) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,15 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
+from redis_conn import metrics
 from redis_conn.async_clients import AsyncClient, aclose_client, build_async_client
 from redis_conn.clients import Client, build_client, close_client
 from redis_conn.config import EMBEDDED_DEFAULT, ConnectionSpec, parse
 from redis_conn.exceptions import ConnectionNotFound
 
 SettingsLoader = Callable[[], Mapping[str, Any] | None]
+#: A client name prefix, or how to read it when the settings are read (Django: a setting).
+PrefixSource = str | Callable[[], str | None] | None
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class SettingsSource:
 
     settings: Mapping[str, Any] | None
     loader: SettingsLoader | None
+    client_name_prefix: PrefixSource = None
 
     def read(self) -> Mapping[str, Any] | None:
         """The settings now (``None`` means the embedded default)."""
@@ -40,19 +44,27 @@ class SettingsSource:
 
     def apply_to(self, registry: ConnectionRegistry) -> None:
         """Make ``registry`` take its settings from here (its pools are closed)."""
+        prefix = self.client_name_prefix
         if self.loader is not None:
-            registry.use_settings(self.loader)
+            registry.use_settings(self.loader, client_name_prefix=prefix)
         else:
-            registry.configure(self.settings)
+            registry.configure(self.settings, client_name_prefix=_read_prefix(prefix))
 
 
 class ConnectionRegistry:
-    """The connections of one configuration (the process's, or one Flask app's)."""
+    """The connections of one configuration (the process's, or one Flask app's).
 
-    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+    ``client_name_prefix`` goes before each connection's name on the server (``CLIENT
+    SETNAME prefix:name``); Django and Flask derive one from the project or app.
+    """
+
+    def __init__(
+        self, settings: Mapping[str, Any] | None = None, *, client_name_prefix: str | None = None
+    ) -> None:
         self._lock = threading.RLock()
         self._settings: Mapping[str, Any] | None = settings
         self._loader: SettingsLoader | None = None
+        self._prefix: PrefixSource = client_name_prefix
         self._specs: dict[str, ConnectionSpec] | None = None
         self._clients: dict[str, Client] = {}
         self._async_clients: dict[
@@ -64,24 +76,36 @@ class ConnectionRegistry:
 
     # -- configuration -------------------------------------------------------------------
 
-    def configure(self, settings: Mapping[str, Any] | None) -> None:
+    def configure(
+        self, settings: Mapping[str, Any] | None, *, client_name_prefix: str | None = None
+    ) -> None:
         """Replace the whole set of connections; the old pools are closed.
 
         ``None`` means "nothing configured": the embedded default, one in-process fake server
         named ``default``. Invalid settings raise :class:`ConfigurationError` and leave the
-        current connections untouched.
+        current connections untouched. ``client_name_prefix``: see the class.
         """
-        specs = parse(EMBEDDED_DEFAULT if settings is None else settings)
+        specs = parse(
+            EMBEDDED_DEFAULT if settings is None else settings,
+            client_name_prefix=client_name_prefix,
+        )
         with self._lock:
             self._close_clients()
             self._settings, self._loader, self._specs = settings, None, specs
+            self._prefix = client_name_prefix
             self._fake_servers.clear()
 
-    def use_settings(self, loader: SettingsLoader) -> None:
-        """Read settings from ``loader`` on first use (and again after :meth:`reload`)."""
+    def use_settings(
+        self, loader: SettingsLoader, *, client_name_prefix: PrefixSource = None
+    ) -> None:
+        """Read settings from ``loader`` on first use (and again after :meth:`reload`).
+
+        ``client_name_prefix`` may be a callable, read at the same time as the settings.
+        """
         with self._lock:
             self._close_clients()
             self._loader, self._specs = loader, None
+            self._prefix = client_name_prefix
             self._fake_servers.clear()
 
     def reload(self) -> None:
@@ -94,7 +118,12 @@ class ConnectionRegistry:
     @property
     def source(self) -> SettingsSource:
         """Where the settings come from (test helpers swap and restore it)."""
-        return SettingsSource(self._settings, self._loader)
+        return SettingsSource(self._settings, self._loader, self._prefix)
+
+    @property
+    def client_name_prefix(self) -> str | None:
+        """The prefix of the names on the server (read now, for a prefix read from settings)."""
+        return _read_prefix(self._prefix)
 
     @property
     def specs(self) -> dict[str, ConnectionSpec]:
@@ -103,7 +132,10 @@ class ConnectionRegistry:
             with self._lock:
                 if self._specs is None:
                     settings = self._loader() if self._loader is not None else self._settings
-                    self._specs = parse(EMBEDDED_DEFAULT if settings is None else settings)
+                    self._specs = parse(
+                        EMBEDDED_DEFAULT if settings is None else settings,
+                        client_name_prefix=_read_prefix(self._prefix),
+                    )
                 specs = self._specs
         return specs
 
@@ -133,6 +165,7 @@ class ConnectionRegistry:
                 if client is None:
                     root = self.specs[spec.root]
                     client = build_client(root, fake_server=self._fake_server(root))
+                    metrics.instrument_client(root, client)
                     self._clients[spec.root] = client
         return client
 
@@ -160,12 +193,22 @@ class ConnectionRegistry:
                 if client is None:
                     root = self.specs[spec.root]
                     client = build_async_client(root, fake_server=self._fake_server(root))
+                    metrics.instrument_client(root, client)
                     clients[spec.root] = client
         return client
 
     def created_clients(self) -> dict[str, Client]:
         """The sync clients created so far, by owning connection name (for health reports)."""
         return dict(self._clients)
+
+    def created_async_clients(self) -> list[tuple[str, AsyncClient]]:
+        """The asyncio clients of every live event loop, by owning name (for metrics)."""
+        return [
+            (name, client)
+            for loop, clients in list(self._async_clients.values())
+            if not loop.is_closed()
+            for name, client in list(clients.items())
+        ]
 
     def close_all(self) -> None:
         """Close every pool; clients are recreated lazily if used again."""
@@ -179,11 +222,24 @@ class ConnectionRegistry:
             for client in entry[1].values():
                 await aclose_client(client)
 
-    def health(self, *, ping: bool = True, names: Iterable[str] | None = None) -> dict[str, Any]:
-        """The health report of CONTRACT section 5 (what ``--json`` prints)."""
+    def health(
+        self,
+        *,
+        ping: bool = True,
+        names: Iterable[str] | None = None,
+        workers: int | None = None,
+        sockets: bool = True,
+    ) -> dict[str, Any]:
+        """The health report of CONTRACT section 5 (what ``--json`` prints).
+
+        ``workers``: how many processes run with these settings; each connection then gets
+        its budget (``MAX_CONNECTIONS`` x workers) against the server's ``maxclients``.
+        ``sockets=False`` skips counting the named sockets on the servers (CLIENT LIST),
+        for probes that run every few seconds.
+        """
         from redis_conn.health import build_report
 
-        return build_report(self, ping=ping, names=names)
+        return build_report(self, ping=ping, names=names, workers=workers, sockets=sockets)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -224,6 +280,10 @@ class ConnectionRegistry:
         return f"<ConnectionRegistry [{names}]>"
 
 
+def _read_prefix(source: PrefixSource) -> str | None:
+    return source() if callable(source) else source
+
+
 def _close_async_client(loop: asyncio.AbstractEventLoop, client: AsyncClient) -> None:
     if loop.is_closed():
         return
@@ -247,6 +307,11 @@ _registries: weakref.WeakSet[ConnectionRegistry] = weakref.WeakSet()
 
 def _track_for_fork(registry: ConnectionRegistry) -> None:
     _registries.add(registry)
+
+
+def live_registries() -> list[ConnectionRegistry]:
+    """Every registry of this process that is still in use (metrics read their pools)."""
+    return list(_registries)
 
 
 def _reset_registries_in_child() -> None:

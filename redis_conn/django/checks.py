@@ -9,12 +9,15 @@ backend are ``redis_conn.E020``/``E021`` and ``redis_conn.W020``.
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.utils.module_loading import import_string
 
+from redis_conn.budget import BUDGET_SHARE, WORKERS_ENVIRONMENT, WORKERS_SETTING, known_workers
 from redis_conn.config import (
     DEFAULTS,
     E_NOT_A_MAPPING,
@@ -30,6 +33,10 @@ from redis_conn.request_scope import ON_ERROR_CHOICES
 
 ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
 WORKER_THREADS_SETTING = "REDIS_CONN_WORKER_THREADS"
+SERVER_TIMING_SETTING = "REDIS_CONN_SERVER_TIMING"
+CLIENT_NAME_PREFIX_SETTING = "REDIS_CONN_CLIENT_NAME_PREFIX"
+#: What a Redis server accepts unless its maxclients says otherwise.
+DEFAULT_MAXCLIENTS = 10_000
 
 
 def default_worker_threads() -> int:
@@ -116,6 +123,23 @@ W020 = (
 W020_HINT = "Give connection %r a URL of a real server, or silence redis_conn.W020."
 E102 = "REDIS_CONN_WORKER_THREADS is %r; it must be a whole number >= 1."
 E102_HINT = "Set it to the number of threads your server runs per process, or remove it."
+E104 = "REDIS_CONN_WORKERS is %r; it must be a whole number >= 1."
+E104_HINT = "Set it to the number of worker processes your server runs, or remove it."
+E105 = "REDIS_CONN_SERVER_TIMING is %r; it must be True or False."
+E106 = "REDIS_CONN_CLIENT_NAME_PREFIX is %r; it must be a string or None."
+E106_HINT = (
+    "Leave it out to use the project's package, or set None (or '') to send the bare "
+    "connection names."
+)
+W006 = (
+    "%s may open %d connections to %s: MAX_CONNECTIONS %s per worker process x %d workers "
+    "(%s), more than 80%% of the %d clients a Redis server accepts by default (maxclients)."
+)
+W006_HINT = (
+    "Lower MAX_CONNECTIONS or run fewer workers; if the server's maxclients is higher, "
+    "silence redis_conn.W006. 'manage.py redis_pools --workers %d' checks the budget against "
+    "the server's real maxclients."
+)
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -137,6 +161,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             messages.extend(_connection_warnings(specs, threads))
             messages.extend(_password_in_url_warnings(specs))
             messages.extend(_cache_messages(parsed))
+            messages.extend(_budget_warnings(specs))
+    messages.extend(_observability_errors())
     on_error = getattr(settings, ON_FLUSH_ERROR_SETTING, "raise")
     if on_error not in ON_ERROR_CHOICES:
         messages.append(
@@ -196,6 +222,79 @@ def _worker_threads() -> tuple[int, list[CheckMessage]]:
         return value, []
     error = Error(E102 % (value,), hint=E102_HINT, obj=WORKER_THREADS_SETTING, id="redis_conn.E102")
     return default_worker_threads(), [error]
+
+
+def _observability_errors() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    workers = getattr(settings, WORKERS_SETTING, None)
+    if workers is not None and known_workers(workers) is None:
+        errors.append(
+            Error(E104 % (workers,), hint=E104_HINT, obj=WORKERS_SETTING, id="redis_conn.E104")
+        )
+    timing = getattr(settings, SERVER_TIMING_SETTING, False)
+    if not isinstance(timing, bool):
+        errors.append(Error(E105 % (timing,), obj=SERVER_TIMING_SETTING, id="redis_conn.E105"))
+    prefix = getattr(settings, CLIENT_NAME_PREFIX_SETTING, None)
+    if prefix is not None and not isinstance(prefix, str):
+        errors.append(
+            Error(
+                E106 % (prefix,),
+                hint=E106_HINT,
+                obj=CLIENT_NAME_PREFIX_SETTING,
+                id="redis_conn.E106",
+            )
+        )
+    return errors
+
+
+def _budget_warnings(specs: list[ConnectionSpec]) -> list[CheckMessage]:
+    """Warn when the pools of every worker could not fit in a default Redis server."""
+    setting = getattr(settings, WORKERS_SETTING, None)
+    workers = known_workers(setting)
+    if workers is None:
+        return []
+    source = WORKERS_SETTING if setting is not None else f"${WORKERS_ENVIRONMENT}"
+    servers: dict[str, list[ConnectionSpec]] = defaultdict(list)
+    for spec in specs:
+        if spec.alias_of is None and spec.kind != "fake":
+            servers[_server_of(spec)].append(spec)
+    messages: list[CheckMessage] = []
+    for server, group in servers.items():
+        per_worker = sum(spec.max_connections for spec in group)
+        if per_worker * workers <= BUDGET_SHARE * DEFAULT_MAXCLIENTS:
+            continue
+        names = " and ".join(repr(spec.name) for spec in group)
+        plural = "Redis connections" if len(group) > 1 else "Redis connection"
+        sizes = " + ".join(str(spec.max_connections) for spec in group)
+        messages.append(
+            Warning(
+                W006
+                % (
+                    f"{plural} {names}",
+                    per_worker * workers,
+                    server,
+                    sizes if len(group) == 1 else f"{sizes} = {per_worker}",
+                    workers,
+                    source,
+                    DEFAULT_MAXCLIENTS,
+                ),
+                hint=W006_HINT % (workers,),
+                obj=f"REDIS_CONNECTIONS[{group[0].name!r}]",
+                id="redis_conn.W006",
+            )
+        )
+    return messages
+
+
+def _server_of(spec: ConnectionSpec) -> str:
+    """Which server a connection's pool opens its sockets on, as far as settings say."""
+    if spec.kind == "sentinel" or spec.url is None:
+        return spec.target
+    parts = urlsplit(spec.url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    node = " (each cluster node)" if spec.kind == "cluster" else ""
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{node}"
 
 
 def _connection_warnings(specs: list[ConnectionSpec], threads: int) -> list[CheckMessage]:

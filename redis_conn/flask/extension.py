@@ -25,8 +25,15 @@ from flask.signals import got_request_exception
 
 from redis_conn.exceptions import ConfigurationError
 from redis_conn.flask.cli import redis_cli
+from redis_conn.naming import prefix_from_module
 from redis_conn.registry import ConnectionRegistry, add_registry_resolver
-from redis_conn.request_scope import ON_ERROR_CHOICES, OnError, RequestPipeline, add_scope_resolver
+from redis_conn.request_scope import (
+    ON_ERROR_CHOICES,
+    OnError,
+    RequestPipeline,
+    add_scope_resolver,
+    server_timing_header,
+)
 
 if TYPE_CHECKING:
     from flask.wrappers import Response
@@ -53,6 +60,10 @@ ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
 #: The config key saying who sees the whole report of the health view (redis_conn.flask.health):
 #: False (the default: nobody, statuses only), True (everyone) or a callable asked per request.
 HEALTH_DETAILS_SETTING = "REDIS_CONN_HEALTH_DETAILS"
+#: The config key of the prefix of every connection's name on the server; absent: the app's.
+CLIENT_NAME_PREFIX_SETTING = "REDIS_CONN_CLIENT_NAME_PREFIX"
+#: The config key that adds a Server-Timing header to responses that used the pipeline.
+SERVER_TIMING_SETTING = "REDIS_CONN_SERVER_TIMING"
 
 HealthDetails = bool | Callable[[], bool]
 
@@ -70,6 +81,7 @@ class _AppState:
     registry: ConnectionRegistry
     on_flush_error: OnError
     health_details: HealthDetails = False
+    server_timing: bool = False
 
 
 class RedisConn:
@@ -111,9 +123,25 @@ class RedisConn:
                     f"arguments that returns whether to show them, not {health_details!r}.",
                 ]
             )
+        server_timing = app.config.get(SERVER_TIMING_SETTING, False)
+        if not isinstance(server_timing, bool):
+            raise ConfigurationError(
+                [f"{SERVER_TIMING_SETTING} must be True or False, not {server_timing!r}."]
+            )
         registry = ConnectionRegistry()
-        registry.configure(app.config.get(SETTINGS_NAME))  # None: the embedded FAKE default
-        app.extensions[EXTENSION_NAME] = _AppState(self, registry, on_flush_error, health_details)
+        registry.configure(  # None: the embedded FAKE default
+            app.config.get(SETTINGS_NAME),
+            client_name_prefix=app.config.get(
+                CLIENT_NAME_PREFIX_SETTING, prefix_from_module(app.name)
+            ),
+        )
+        app.extensions[EXTENSION_NAME] = _AppState(
+            self,
+            registry,
+            on_flush_error,
+            health_details=health_details,
+            server_timing=server_timing,
+        )
 
         app.before_request(_guard_view)
         app.after_request(_flush_request_pipeline)
@@ -234,6 +262,9 @@ def _flush_request_pipeline(response: Response) -> Response:
         on_error: OnError = "raise" if state is None else state.on_flush_error
         # "raise": the PipelineError propagates and Flask answers 500 (and logs it).
         scope.flush(on_error=on_error)
+        if state is not None and state.server_timing and scope.stats.round_trips:
+            existing = response.headers.get("Server-Timing")
+            response.headers["Server-Timing"] = server_timing_header(existing, scope.stats)
     return response
 
 
