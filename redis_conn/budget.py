@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,20 +53,28 @@ class ServerUse:
 
 
 def server_uses(
-    client: Any, spec: ConnectionSpec, *, info: dict[str, Any] | None = None
+    client: Any,
+    spec: ConnectionSpec,
+    *,
+    info: dict[str, Any] | None = None,
+    opened: Callable[[Any], AbstractContextManager[Any]] = nullcontext,
 ) -> list[ServerUse]:
     """Ask each server the connection reaches how many of its sockets carry its name.
 
     ``info``: the server's INFO if the caller has it already (not for a cluster).
+    ``opened(client)``: the client to ask through, for each server's client (the health report
+    passes its probe, so that asking never touches the application's pools).
     """
     if spec.kind != "cluster":
-        return [_server_use(client, spec, spec.target, info)]
+        with opened(client) as asked:
+            return [_server_use(asked, spec, spec.target, info)]
     uses = []
     for node in client.get_nodes():
         if node.redis_connection is None:
             continue
         try:
-            uses.append(_server_use(node.redis_connection, spec, node.name, None))
+            with opened(node.redis_connection) as asked:
+                uses.append(_server_use(asked, spec, node.name, None))
         except Exception:  # a node that is down is reported as such with the nodes
             continue
     return uses

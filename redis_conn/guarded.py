@@ -160,13 +160,17 @@ class ReplyAccounting:
 
 class _SyncGuard(ReplyAccounting):
     def connect(self) -> None:
+        if not is_connected(self):  # redis-py's own check, without its retry wrapper's cost
+            super().connect()  # type: ignore[misc]
+
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
         if is_connected(self):
             return
         # Until the handshake is done the connection counts as owing a reply, so that one an
         # interrupt left half made (a socket, but no parser) is closed, never lent again.
         self._replies_owed = _CONNECTING
         try:
-            super().connect()  # type: ignore[misc]
+            super().connect_check_health(*args, **kwargs)  # type: ignore[misc]
         except _NETWORK_ERRORS as exc:
             name_error(exc, self.connection_name)
             raise
@@ -197,9 +201,10 @@ class _SyncGuard(ReplyAccounting):
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         sent = self._take_next()
-        # Connect and health-check first: a failure there is before our write, so retryable.
+        # Connect and health-check first, as redis-py does (the handshake without a health
+        # PING): a failure there is before our write, so it stays retryable.
         if not is_connected(self):
-            self.connect()
+            self.connect_check_health(check_health=False)
         if check_health:
             self.check_health()  # type: ignore[attr-defined]
         self._count_written(sent)  # before the write: an interrupt can only over-count
@@ -230,11 +235,15 @@ class _SyncGuard(ReplyAccounting):
 
 class _AsyncGuard(ReplyAccounting):
     async def connect(self) -> None:
+        if not self.is_connected:  # type: ignore[attr-defined]
+            await super().connect()  # type: ignore[misc]
+
+    async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
         if self.is_connected:  # type: ignore[attr-defined]
             return
         self._replies_owed = _CONNECTING  # as in the sync guard
         try:
-            await super().connect()  # type: ignore[misc]
+            await super().connect_check_health(*args, **kwargs)  # type: ignore[misc]
         except _NETWORK_ERRORS as exc:
             name_error(exc, self.connection_name)
             raise
@@ -260,7 +269,7 @@ class _AsyncGuard(ReplyAccounting):
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         sent = self._take_next()
         if not self.is_connected:  # type: ignore[attr-defined]
-            await self.connect()
+            await self.connect_check_health(check_health=False)
         if check_health:
             await self.check_health()  # type: ignore[attr-defined]
         task = asyncio.current_task() if _WAIT_FOR_LOSES_CANCELLATIONS else None

@@ -120,7 +120,12 @@ def _check(
             if entry["ping_ms"] > SLOW_PING_MS:
                 problems.append(f"PING took {entry['ping_ms']:.0f} ms")
             if sockets and spec.kind != "fake":
-                uses = server_uses(client, spec, info=None if spec.kind == "cluster" else info)
+                uses = server_uses(
+                    client,
+                    spec,
+                    info=None if spec.kind == "cluster" else info,
+                    opened=lambda asked: probe(asked.connection_pool),
+                )
                 entry["server_connections"], entry["maxclients"] = summarize(uses)
         entry["pool"], pool_problems = _pool_report(client, spec)
         problems.extend(pool_problems)
@@ -160,6 +165,8 @@ def probe(pool: Any) -> Iterator[redis.Redis]:
     retries and every wait bounded by the connect timeout; closed on exit. ``pool`` is only
     read (its connection class and keyword arguments), never used."""
     kwargs = dict(pool.connection_kwargs)
+    if kwargs.get("client_name"):  # named apart, so that it is never counted as the app's
+        kwargs["client_name"] = f"{kwargs['client_name']}:probe"
     bound = kwargs.get("socket_connect_timeout") or DEFAULTS["SOCKET_CONNECT_TIMEOUT"]
     kwargs.update(retry=Retry(NoBackoff(), 0), socket_timeout=bound, socket_connect_timeout=bound)
     own = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **kwargs)

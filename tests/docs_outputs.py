@@ -267,3 +267,57 @@ def pool_exhausted(request: pytest.FixtureRequest) -> str:
             pool.release(connection)
         registry.close_all()
     return str(excinfo.value)
+
+
+@scenario("refused_setname")
+def refused_setname(request: pytest.FixtureRequest) -> str:
+    """A user whose ACL forbids CLIENT SETNAME, on a connection named shop:users."""
+    from redis_conn import ConnectionRegistry
+
+    servers = Servers(request)
+    with servers.b.client() as admin:
+        admin.acl_setuser(
+            "nosetname", enabled=True, passwords=["+pw"], keys=["*"],
+            commands=["+@all", "-client|setname"],
+        )  # fmt: skip
+    registry = ConnectionRegistry(
+        {"users": {"URL": f"redis://nosetname:pw@127.0.0.1:{servers.b.port}/0", "RETRY": 0}},
+        client_name_prefix="shop",
+    )
+    try:
+        with pytest.raises(Exception) as excinfo:
+            registry.get("users").ping()
+    finally:
+        registry.close_all()
+        with servers.b.client() as admin:
+            admin.acl_deluser("nosetname")
+    error = excinfo.value
+    return f"{type(error).__module__}.{type(error).__name__}: {error}"
+
+
+@scenario("budget_table")
+def budget_table(request: pytest.FixtureRequest) -> str:
+    """``redis_pools --workers 3`` where two workers hold 3 named sockets each (stood in for
+    here by six sockets named like theirs) on a server whose maxclients is 20."""
+    import redis
+
+    from redis_conn import ConnectionRegistry
+    from redis_conn.health import render
+
+    servers = Servers(request)
+    held = [redis.Redis(port=servers.a.port, client_name="shop:jobs") for _ in range(6)]
+    with servers.a.client() as admin:
+        admin.config_set("maxclients", 20)
+        registry = ConnectionRegistry(
+            {"jobs": {"URL": servers.a.url, "MAX_CONNECTIONS": 6}}, client_name_prefix="shop"
+        )
+        try:
+            for client in held:
+                client.ping()
+            report = registry.health(workers=3)
+        finally:
+            for client in held:
+                client.close()
+            registry.close_all()
+            admin.config_set("maxclients", 10000)
+    return servers.documented(f"$ python manage.py redis_pools --workers 3\n{render(report)}")

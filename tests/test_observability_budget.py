@@ -113,8 +113,8 @@ def test_two_worker_processes_are_counted_on_the_server_and_fit_the_budget(
     registry.configure(two_workers, client_name_prefix="shop")
     report = registry.health(workers=2)
     (entry,) = report["connections"]
-    # 3 sockets in each worker, and the one this report pinged with: all named shop:jobs.
-    assert entry["server_connections"] == 2 * HELD_PER_WORKER + 1
+    # 3 sockets in each worker, named shop:jobs; the report's own probe is shop:jobs:probe.
+    assert entry["server_connections"] == 2 * HELD_PER_WORKER
     assert entry["maxclients"] == MAXCLIENTS
     assert entry["budget"] == {
         "workers": 2,
@@ -133,7 +133,7 @@ def test_a_budget_over_80_percent_is_degraded_and_says_what_to_change(
     registry.configure(two_workers, client_name_prefix="shop")
     report = registry.health(workers=3)
     (entry,) = report["connections"]
-    assert entry["server_connections"] == 2 * HELD_PER_WORKER + 1
+    assert entry["server_connections"] == 2 * HELD_PER_WORKER
     assert entry["budget"]["percent"] == 90.0
     assert report["status"] == entry["status"] == "degraded"
     assert entry["error"] == (
@@ -144,7 +144,7 @@ def test_a_budget_over_80_percent_is_degraded_and_says_what_to_change(
     assert lines[0].split() == [
         "NAME", "KIND", "TARGET", "STATUS", "PING", "POOL", "SERVER", "NAMED", "BUDGET"
     ]  # fmt: skip
-    assert lines[1].split()[-3:] == ["7/20", "18", "(90%)"]
+    assert lines[1].split()[-3:] == ["6/20", "18", "(90%)"]
     assert lines[-1] == (
         "overall: degraded  (POOL = in use/created/max; NAMED = sockets with this name on the "
         "server/maxclients)"
