@@ -436,7 +436,9 @@ def test_configure_and_close_all_while_other_threads_run_commands(
                 connections.close_all()
             else:
                 connections.configure(settings)
-            time.sleep(0.005)
+            before, deadline = done[0], time.monotonic() + 10
+            while done[0] == before and not failures and time.monotonic() < deadline:
+                time.sleep(0.001)  # bounded: until some work completed since the close
     finally:
         stop.set()
         for worker in workers:
