@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from redis_conn.config import ConnectionSpec
-from redis_conn.masking import mask_text
+from redis_conn.masking import connection_secrets, mask_text
 
 if TYPE_CHECKING:
     from redis_conn.registry import ConnectionRegistry
@@ -90,12 +90,7 @@ def check_connection(
 
 
 def _describe(exc: BaseException, spec: ConnectionSpec) -> str:
-    secrets = tuple(
-        str(value)
-        for options in (spec.options, spec.sentinel_kwargs)
-        for key, value in options.items()
-        if "password" in key and value
-    )
+    secrets = connection_secrets(spec.url, spec.options, spec.sentinel_kwargs)
     return mask_text(f"{type(exc).__name__}: {exc}", secrets)
 
 

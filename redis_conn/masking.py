@@ -45,6 +45,14 @@ def url_secrets(url: str) -> tuple[str, ...]:
     for start, end in _secret_spans(url):
         raw = url[start:end]
         found += [raw, unquote(raw), unquote_plus(raw)]
+    try:  # exactly what redis-py will send (urllib drops tabs and newlines, for one)
+        from redis.connection import parse_url
+
+        password = parse_url(url).get("password")  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError):
+        password = None
+    if isinstance(password, str):
+        found.append(password)
     return tuple(s for s in dict.fromkeys(found) if s)
 
 
@@ -109,6 +117,15 @@ def mask_text(text: str, secrets: Iterable[str] = ()) -> str:
     return _DICT_ITEM_IN_TEXT.sub(rf"\1'{MASK}'", masked)
 
 
+def mask_pieces(text: str, secrets: Iterable[str], *, min_length: int = 3) -> str:
+    """Like :func:`mask_literals`, and also mask every run of letters and digits of a secret
+    (at least ``min_length`` long): for messages of parsers that quote a piece of a malformed
+    URL (``'s3cret' does not appear to be an IPv4 or IPv6 address``)."""
+    secrets = tuple(secrets)
+    pieces = {p for s in secrets for p in re.findall(r"\w+", s) if len(p) >= min_length}
+    return mask_literals(text, (*secrets, *pieces))
+
+
 def mask_literals(text: str, secrets: Iterable[str]) -> str:
     """Replace every form of every secret in ``text`` by ``***`` (longest forms first, so a
     secret that contains another is masked whole)."""
@@ -123,8 +140,8 @@ def mask_literals(text: str, secrets: Iterable[str]) -> str:
 
 def userinfo_cut_short(url: str) -> bool:
     """Whether ``url`` has an ``@`` after its host part (outside a ``password=`` value) with
-    a ``:`` before it: a user part cut short by an unencoded ``/``, ``?`` or ``#``, as far as
-    anyone can tell from the text."""
+    a ``:`` before it: a user part cut short by an unencoded ``/``, ``?`` or ``#`` (a
+    password may hold an ``@`` too), as far as anyone can tell from the text."""
     return _cut_short_span(url, _query_password_spans(url)) is not None
 
 
@@ -138,10 +155,9 @@ def _secret_spans(url: str) -> list[tuple[int, int]]:
         colon = userinfo.find(":")
         if colon >= 0:
             spans.append((start + colon + 1, start + len(userinfo)))
-    else:
-        cut = _cut_short_span(url, spans)
-        if cut is not None:
-            spans.append(cut)
+    cut = _cut_short_span(url, spans)
+    if cut is not None:
+        spans.append(cut)
     return _merged(spans)
 
 
@@ -155,11 +171,9 @@ def _host_part(url: str) -> tuple[int, int]:
 
 
 def _cut_short_span(url: str, query_spans: list[tuple[int, int]]) -> tuple[int, int] | None:
-    # No '@' in the host part but one later (outside a password= value): mask from the
-    # first ':' of the user part to that '@'.
+    # An '@' after the host part (outside a password= value): the user part was cut short
+    # (or the '@' of the user part was not the last one). Mask from its first ':' to that '@'.
     start, host_end = _host_part(url)
-    if "@" in url[start:host_end]:
-        return None
     for at in range(len(url) - 1, host_end - 1, -1):
         if url[at] == "@" and not any(s <= at < e for s, e in query_spans):
             colon = url.find(":", start, at)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, TypeGuard
 
-from redis_conn.masking import connection_secrets, mask_text
+from redis_conn.masking import connection_secrets, mask_pieces, mask_text
 from redis_conn.problems import E_BAD_OPTION, E_CONFLICT, Problem, sentence
 from redis_conn.urls import parsed_url, url_scheme
 
@@ -234,7 +234,7 @@ def check_option_values(name: str, entry: Mapping[str, Any]) -> list[Problem]:
                     E_BAD_OPTION,
                     sentence(
                         f"Redis connection {name!r} has OPTIONS that redis-py refuses "
-                        f"together: {mask_text(_describe(error), secrets)}"
+                        f"together: {mask_pieces(mask_text(_describe(error)), secrets)}"
                     ),
                     connection=name,
                     key="OPTIONS",
@@ -243,11 +243,39 @@ def check_option_values(name: str, entry: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+# Options whose values are plain settings, safe to repeat in a message. Any other value
+# (a password, a credential provider whose repr may hold one) is described by its type only.
+_SHOWN_VALUES = frozenset(
+    {
+        "db",
+        "decode_responses",
+        "encoding",
+        "encoding_errors",
+        "protocol",
+        "socket_keepalive",
+        "socket_keepalive_options",
+        "socket_read_size",
+        "ssl",
+        "ssl_ca_certs",
+        "ssl_cert_reqs",
+        "ssl_certfile",
+        "ssl_check_hostname",
+        "ssl_ciphers",
+        "ssl_exclude_verify_flags",
+        "ssl_include_verify_flags",
+        "ssl_keyfile",
+        "ssl_min_version",
+        "client_name",
+    }
+)
+
+
 def _shown(option: str, value: object) -> str:
-    if "password" in option.lower():
-        return "***"
+    """``=<repr>`` for a plain setting, `` (<type>)`` for anything else."""
+    if option not in _SHOWN_VALUES:
+        return f" ({type(value).__name__})"
     text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
+    return "=" + (text if len(text) <= 60 else f"{text[:57]}...")
 
 
 def _refused(
@@ -261,8 +289,8 @@ def _refused(
     return Problem(
         E_BAD_OPTION,
         sentence(
-            f"Redis connection {name!r} has {where}={_shown(option, value)}, which redis-py "
-            f"refuses: {mask_text(_describe(error), secrets)}"
+            f"Redis connection {name!r} has {where}{_shown(option, value)}, which redis-py "
+            f"refuses: {mask_pieces(mask_text(_describe(error)), secrets)}"
         ),
         connection=name,
         key=where.replace("[", ".").replace("'", "").rstrip("]"),
@@ -371,7 +399,7 @@ def _value_problem(name: str, where: str, option: str, value: object) -> Problem
         return None
     return Problem(
         E_BAD_OPTION,
-        f"Redis connection {name!r} has {where}[{option!r}]={_shown(option, value)}; "
+        f"Redis connection {name!r} has {where}[{option!r}]{_shown(option, value)}; "
         f"expected {expected}.",
         connection=name,
         key=f"{where}.{option}",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from redis_conn.masking import mask_text, mask_url, url_secrets, userinfo_cut_short
+from redis_conn.masking import mask_pieces, mask_text, mask_url, url_secrets, userinfo_cut_short
 from redis_conn.problems import E_BAD_URL, E_CONFLICT, Problem, sentence
 
 URL_SCHEMES = ("redis", "rediss", "unix")
@@ -59,7 +59,8 @@ def check_url(name: str, key: str, url: str) -> Problem | None:
     try:
         options = parse_url(url)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError) as exc:
-        return problem(f"that redis-py cannot parse: {mask_text(str(exc), url_secrets(url))}")
+        reason = mask_pieces(mask_text(str(exc)), url_secrets(url))
+        return problem(f"that redis-py cannot parse: {reason}")
     parts = urlsplit(url)
     if scheme == "unix":
         if not options.get("path"):

@@ -560,7 +560,7 @@ REFUSED: list[tuple[str, dict[str, Any], str, str, str, str | None]] = [
         },
         "E010",
         "OPTIONS.credential_provider",
-        "Redis connection 'x' has OPTIONS['credential_provider']=Provider(), which redis-py "
+        "Redis connection 'x' has OPTIONS['credential_provider'] (Provider), which redis-py "
         "refuses: 'username' and 'password' cannot be passed along with 'credential_provider'. "
         "Please provide only one of the following arguments: \n1. 'password' and (optional) "
         "'username'\n2. 'credential_provider'.",
