@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, unquote_plus
 
 MASK = "***"
@@ -38,6 +39,7 @@ def mask_url(url: str) -> str:
     return _apply(url, _secret_spans(url))
 
 
+@lru_cache(maxsize=256)  # error pages ask for every setting's string: parse each URL once
 def url_secrets(url: str) -> tuple[str, ...]:
     """Every text in ``url`` that :func:`mask_url` hides, plus the password as redis-py
     decodes it (``%40`` -> ``@``): the literals to look for in anything shown."""
@@ -89,6 +91,7 @@ def settings_secrets(settings: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+@lru_cache(maxsize=256)
 def secret_forms(secret: str) -> tuple[str, ...]:
     """The ways ``secret`` can be written out, longest first: as is, percent-encoded, and
     inside the ``repr`` of a ``str`` or of its UTF-8 ``bytes`` (quotes, backslashes and

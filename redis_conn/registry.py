@@ -1,16 +1,18 @@
 """Named connections: one client and pool per name per process, created lazily under a lock.
 
 Aliases share their target's client. After ``os.fork()`` the child starts with no clients, so
-it makes its own connections and never reads or writes the parent's sockets.
+it makes its own connections and never reads or writes the parent's sockets. The asyncio
+clients belong to one event loop each and are closed when that loop shuts down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +52,7 @@ class ConnectionRegistry:
         self._loader: SettingsLoader | None = None
         self._specs: dict[str, ConnectionSpec] | None = None
         self._clients: dict[str, Client] = {}
-        self._async_clients: dict[
-            int, tuple[asyncio.AbstractEventLoop, dict[str, AsyncClient]]
-        ] = {}
+        self._async_clients: dict[int, _LoopClients] = {}
         self._fake_servers: dict[str, Any] = {}
         self._inherited: list[object] = []
         _track_for_fork(self)
@@ -142,20 +142,21 @@ class ConnectionRegistry:
                 f"use get_redis({name!r}) in synchronous code."
             ) from None
         entry = self._async_clients.get(id(loop))
-        if entry is None or entry[0] is not loop:
+        if entry is None or entry.loop is not loop:
             with self._lock:
                 self._forget_closed_loops()
-                entry = (loop, {})
-                self._async_clients[id(loop)] = entry
-        clients = entry[1]
-        client = clients.get(spec.root)
+                entry = self._async_clients.get(id(loop))
+                if entry is None or entry.loop is not loop:
+                    entry = _LoopClients(loop, self._forget_loop)
+                    self._async_clients[id(loop)] = entry
+        client = entry.clients.get(spec.root)
         if client is None:
             with self._lock:
-                client = clients.get(spec.root)
+                client = entry.clients.get(spec.root)
                 if client is None:
                     root = self.specs[spec.root]
                     client = build_async_client(root, fake_server=self._fake_server(root))
-                    clients[spec.root] = client
+                    entry.clients[spec.root] = client
         return client
 
     def created_clients(self) -> dict[str, Client]:
@@ -168,11 +169,14 @@ class ConnectionRegistry:
             self._close_clients()
 
     async def aclose_async(self) -> None:
-        """Close the running loop's async clients (call before the loop ends)."""
-        entry = self._async_clients.pop(id(asyncio.get_running_loop()), None)
-        if entry is not None:
-            for client in entry[1].values():
-                await aclose_client(client)
+        """Close the running loop's async clients now (they are closed anyway when the loop
+        shuts down with ``asyncio.run()``; a loop closed without ``shutdown_asyncgens()``
+        needs this call first)."""
+        loop = asyncio.get_running_loop()
+        entry = self._async_clients.get(id(loop))
+        if entry is not None and entry.loop is loop:
+            self._forget_loop(entry)
+            await entry.aclose()
 
     def health(self, *, ping: bool = True, names: Iterable[str] | None = None) -> dict[str, Any]:
         """The health report of CONTRACT section 5 (what ``--json`` prints)."""
@@ -197,14 +201,19 @@ class ConnectionRegistry:
         for client in clients.values():
             close_client(client)
         loops, self._async_clients = self._async_clients, {}
-        for loop, async_clients in loops.values():
-            for async_client in async_clients.values():
-                _close_async_client(loop, async_client)
+        for entry in loops.values():
+            entry.close_from_anywhere()
+
+    def _forget_loop(self, entry: _LoopClients) -> None:
+        with self._lock:
+            if self._async_clients.get(id(entry.loop)) is entry:
+                del self._async_clients[id(entry.loop)]
 
     def _forget_closed_loops(self) -> None:
-        for key, (loop, _) in list(self._async_clients.items()):
-            if loop.is_closed():
+        for key, entry in list(self._async_clients.items()):
+            if entry.loop.is_closed():
                 del self._async_clients[key]
+                entry.abandon()
 
     def _after_fork_in_child(self) -> None:
         # Keep the parent's clients referenced but unused: closing them here could shut down
@@ -219,21 +228,72 @@ class ConnectionRegistry:
         return f"<ConnectionRegistry [{names}]>"
 
 
-def _close_async_client(loop: asyncio.AbstractEventLoop, client: AsyncClient) -> None:
-    if loop.is_closed():
-        return
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        task = loop.create_task(aclose_client(client))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-    elif loop.is_running():
-        asyncio.run_coroutine_threadsafe(aclose_client(client), loop)
-    else:
-        loop.run_until_complete(aclose_client(client))
+class _LoopClients:
+    """The asyncio clients of one event loop, closed when the loop shuts down.
+
+    asyncio has no "loop is closing" callback, but every runner that ends a loop properly
+    (``asyncio.run``, ``asyncio.Runner``, asgiref, uvicorn, pytest-asyncio) first calls
+    ``loop.shutdown_asyncgens()``, which closes the asynchronous generators started on the loop
+    (PEP 525 hooks). One such generator per loop closes its clients there, while the loop can
+    still run their transports' shutdown; closed later, a socket can only be dropped, and
+    redis-py and asyncio warn about it when it is garbage collected.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, forget: Callable[[_LoopClients], None]
+    ) -> None:
+        self.loop = loop
+        self.clients: dict[str, AsyncClient] = {}
+        self._forget = forget
+        # Started here, on the running loop: its first step registers it with the loop.
+        self._closer = self._close_at_shutdown()
+        with contextlib.suppress(StopIteration):
+            self._closer.asend(None).send(None)
+
+    async def _close_at_shutdown(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            # Closed by the loop's shutdown, by aclose(), or by abandon() once the loop is
+            # closed (then nothing can run on it any more).
+            if not self.loop.is_closed():
+                self._forget(self)
+                clients, self.clients = self.clients, {}
+                for client in clients.values():
+                    await aclose_client(client)
+
+    async def aclose(self) -> None:
+        """Close every client now (a task on the running loop)."""
+        # RuntimeError: the loop's shutdown is closing them at this very moment.
+        with contextlib.suppress(RuntimeError):
+            await self._closer.aclose()
+
+    def close_from_anywhere(self) -> None:
+        """close_all() or configure(): from this loop, another thread, or after it ended."""
+        if self.loop.is_closed():
+            self.abandon()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            task = self.loop.create_task(self.aclose())
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+        elif self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.aclose(), self.loop)
+        else:
+            self.loop.run_until_complete(self.aclose())
+
+    def abandon(self) -> None:
+        """The loop was closed without shutting down its generators: its transports cannot
+        be closed any more. Finish the generator (else its finalizer would try to schedule
+        on the closed loop) and drop the clients."""
+        self.clients = {}
+        # StopIteration: finished; RuntimeError: it was being closed when the loop stopped.
+        with contextlib.suppress(StopIteration, RuntimeError):
+            self._closer.aclose().send(None)
 
 
 _background: set[asyncio.Task[None]] = set()
