@@ -6,6 +6,7 @@ Targets and error texts are masked, so no password ever reaches a report.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,8 @@ def check_connection(
         "pool": None,
         "server": None,
     }
+    if spec.kind == "cluster":
+        return _check_cluster(registry, spec, entry, ping=ping)
     problems: list[str] = []
     try:
         client = registry.get(spec.name)
@@ -73,9 +76,6 @@ def check_connection(
                 problems.append(f"PING took {entry['ping_ms']:.0f} ms")
         entry["pool"], pool_problems = _pool_report(client, spec)
         problems.extend(pool_problems)
-        if spec.kind == "cluster":
-            entry["nodes"], node_problems = _cluster_nodes(client, ping=ping)
-            problems.extend(node_problems)
         role = (entry["server"] or {}).get("role")
         if spec.kind == "sentinel" and role not in (None, "master"):
             problems.append(f"sentinel primary answers as {role}")
@@ -110,10 +110,7 @@ def _server_facts(client: Any, spec: ConnectionSpec) -> dict[str, Any]:
             "connected_clients": None,
             "used_memory": None,
         }
-    if spec.kind == "cluster":
-        info = client.info(target_nodes=client.get_default_node())
-    else:
-        info = client.info()
+    info = client.info()  # for a cluster, the client of one node
     facts = {key: info.get(key) for key in _SERVER_FACTS}
     facts["version"] = facts.pop("redis_version")
     return {"version": facts["version"], **{k: v for k, v in facts.items() if k != "version"}}
@@ -149,23 +146,127 @@ def _nodes(client: Any) -> list[Any]:
     return [n for n in client.get_nodes() if n.redis_connection is not None]
 
 
-def _cluster_nodes(client: Any, *, ping: bool) -> tuple[list[dict[str, Any]], list[str]]:
-    nodes, problems = [], []
-    for node in client.get_nodes():
-        item: dict[str, Any] = {"node": node.name, "role": node.server_type, "status": "ok"}
+# -- Redis Cluster ------------------------------------------------------------------------------
+# redis-py's view of a cluster forgets a node once it stops serving slots: a dead primary would
+# just vanish from the report. The report lists every node it knows of: the configured one,
+# the client's view, and every node the cluster itself lists (failed ones included).
+
+_ROLES = {"master": "primary", "slave": "replica"}
+
+
+def _check_cluster(
+    registry: ConnectionRegistry, spec: ConnectionSpec, entry: dict[str, Any], *, ping: bool
+) -> dict[str, Any]:
+    try:
+        client = registry.get(spec.name)  # redis-py asks the configured node for the topology
+        entry["pool"], problems = _pool_report(client, spec)
+        nodes = _cluster_nodes(client, spec, ping=ping)
+    except Exception as exc:  # a report shows every failure; it never raises one
+        entry["status"] = "down"
+        entry["error"] = _describe(exc, spec)
+        return entry
+    entry["nodes"] = [node.report for node in nodes]
+    answering = [node for node in nodes if node.answered]
+    down = [node.problem for node in nodes if node.problem is not None]
+    if ping:
+        if not answering:
+            entry["status"] = "down"
+            entry["error"] = "no node of the cluster answers: " + "; ".join(down)
+            return entry
+        entry["ping_ms"] = max(node.report["ping_ms"] for node in answering)
+        primary = next((n for n in answering if n.report["role"] == "primary"), answering[0])
+        try:
+            entry["server"] = _server_facts(primary.client, spec)
+        except Exception as exc:
+            down.append(f"node {primary.name} does not answer INFO: {_describe(exc, spec)}")
+        if entry["ping_ms"] > SLOW_PING_MS:
+            problems.append(f"PING took {entry['ping_ms']:.0f} ms")
+    problems = down + problems
+    if problems:
+        entry["status"] = "degraded"
+        entry["error"] = "; ".join(problems)
+    return entry
+
+
+class _Node:
+    """One node of the report, checked with the client's own connection to it if it has one,
+    else with a short-lived client made the way redis-py makes its node clients."""
+
+    def __init__(self, name: str, role: str, flags: list[str]) -> None:
+        self.name, self.flags = name, flags
+        self.cluster_role: str | None = None  # from CLUSTER NODES
+        self.client: Any = None
+        self.report: dict[str, Any] = {"node": name, "role": role, "status": "ok"}
+        self.answered = False
+        self.problem: str | None = None
+
+    def check(self, cluster: Any, spec: ConnectionSpec) -> None:
+        own = self.client is None
+        if own:
+            host, _, port = self.name.rpartition(":")
+            manager = cluster.nodes_manager
+            self.client = manager.create_redis_node(host, int(port), **manager.connection_kwargs)
+        try:
+            self.report["ping_ms"] = _ping_ms(self.client)
+            self.answered = True
+            # A node's own word on its role; the cluster's gossip and redis-py's view lag.
+            with contextlib.suppress(Exception):  # e.g. an ACL user without ROLE
+                role = self.client.execute_command("ROLE")[0]
+                role = role.decode() if isinstance(role, bytes) else str(role)
+                self.report["role"] = _ROLES.get(role, self.report["role"])
+        except Exception as exc:
+            if self.cluster_role is not None:  # what the cluster last knew it as
+                self.report["role"] = self.cluster_role
+            error = _describe(exc, spec)
+            failed = ", marked failed by the cluster" if "fail" in self.flags else ""
+            self.report.update(status="down", error=error)
+            self.problem = f"node {self.name} ({self.report['role']}{failed}) is down: {error}"
+        finally:
+            if own:
+                self.client.close()
+
+
+def _cluster_nodes(cluster: Any, spec: ConnectionSpec, *, ping: bool) -> list[_Node]:
+    nodes: dict[str, _Node] = {}
+    for node in cluster.get_nodes():
+        item = nodes[node.name] = _Node(node.name, node.server_type, [])
+        item.client = node.redis_connection
         pool = node.redis_connection.connection_pool if node.redis_connection else None
         if pool is not None and hasattr(pool, "usage"):
             usage = pool.usage()
-            item["in_use"], item["created"] = usage.in_use, usage.created
-        if ping:
-            try:
-                item["ping_ms"] = _ping_ms(node.redis_connection)
-            except Exception as exc:
-                item["status"] = "down"
-                item["error"] = mask_text(f"{type(exc).__name__}: {exc}")
-                problems.append(f"node {node.name} ({node.server_type}) is down")
-        nodes.append(item)
-    return nodes, problems
+            item.report["in_use"], item.report["created"] = usage.in_use, usage.created
+    if ping:
+        for name, info in _cluster_view(cluster).items():
+            flags = [f for f in str(info.get("flags", "")).split(",") if f != "myself"]
+            role = next((_ROLES[f] for f in flags if f in _ROLES), "unknown")
+            if name not in nodes:
+                nodes[name] = _Node(name, role, flags)
+            nodes[name].flags = flags
+            nodes[name].cluster_role = role if role != "unknown" else None
+    for startup in cluster.nodes_manager.startup_nodes.values():
+        if startup.name not in nodes:
+            nodes[startup.name] = _Node(startup.name, "configured", [])
+    if ping:
+        for node in nodes.values():
+            node.check(cluster, spec)
+    return sorted(nodes.values(), key=lambda n: n.name)
+
+
+def _cluster_view(cluster: Any) -> dict[str, Any]:
+    """CLUSTER NODES of the first node that answers: every node the cluster knows, with its
+    flags (``fail``: the cluster agreed it is down)."""
+    for node in cluster.get_nodes():
+        if node.redis_connection is None:
+            continue
+        try:
+            view = node.redis_connection.cluster("NODES")  # parsed by redis-py
+        except Exception:  # the next node may answer
+            continue
+        if not isinstance(view, dict):
+            continue
+        # A node without an address yet (``:0``) cannot be checked.
+        return {name: info for name, info in view.items() if not name.endswith(":0")}
+    return {}
 
 
 def render(report: dict[str, Any], *, as_json: bool = False) -> str:
