@@ -225,7 +225,7 @@ def check_option_values(name: str, entry: Mapping[str, Any]) -> list[Problem]:
                     problem = _refused(name, f"{where}[{option!r}]", value, option, error, secrets)
             if problem is not None:
                 problems.append(problem)
-    problems.extend(_url_conflicts(name, url, url_options, entry.get("OPTIONS", {})))
+    problems.extend(_url_conflicts(name, url_options, entry.get("OPTIONS", {})))
     if not problems:
         error = _build_error(kind, entry, None)
         if error is not None:
@@ -298,7 +298,8 @@ def _refused(
 
 
 def _describe(error: Exception) -> str:
-    return str(error) or type(error).__name__
+    # One line: some redis-py messages are laid out over several.
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 # Values redis-py takes when it builds a connection but reads only when a socket opens:
@@ -407,12 +408,14 @@ def _value_problem(name: str, where: str, option: str, value: object) -> Problem
 
 
 def _url_conflicts(
-    name: str, url: object, url_options: Mapping[str, Any], options: Mapping[str, Any]
+    name: str, url_options: Mapping[str, Any], options: Mapping[str, Any]
 ) -> list[Problem]:
     """redis-py lets the URL win over OPTIONS silently (``from_url``): say so instead."""
     problems = []
-    for option in options:
+    for option, value in options.items():
         if option not in url_options or option == "connection_class":
+            continue
+        if url_options[option] == value:  # said twice, the same: nothing is lost
             continue
         if option == "db":
             message = (

@@ -147,7 +147,7 @@ class ConnectionRegistry:
                 self._forget_closed_loops()
                 entry = self._async_clients.get(id(loop))
                 if entry is None or entry.loop is not loop:
-                    entry = _LoopClients(loop, self._forget_loop)
+                    entry = _LoopClients(loop, self)
                     self._async_clients[id(loop)] = entry
         client = entry.clients.get(spec.root)
         if client is None:
@@ -175,7 +175,6 @@ class ConnectionRegistry:
         loop = asyncio.get_running_loop()
         entry = self._async_clients.get(id(loop))
         if entry is not None and entry.loop is loop:
-            self._forget_loop(entry)
             await entry.aclose()
 
     def health(self, *, ping: bool = True, names: Iterable[str] | None = None) -> dict[str, Any]:
@@ -204,10 +203,14 @@ class ConnectionRegistry:
         for entry in loops.values():
             entry.close_from_anywhere()
 
-    def _forget_loop(self, entry: _LoopClients) -> None:
+    def _forget_loop(
+        self, loop: asyncio.AbstractEventLoop, clients: dict[str, AsyncClient]
+    ) -> None:
+        """Called as a loop's clients are closed: a new client is made if it is used again."""
         with self._lock:
-            if self._async_clients.get(id(entry.loop)) is entry:
-                del self._async_clients[id(entry.loop)]
+            entry = self._async_clients.get(id(loop))
+            if entry is not None and entry.clients is clients:
+                del self._async_clients[id(loop)]
 
     def _forget_closed_loops(self) -> None:
         for key, entry in list(self._async_clients.items()):
@@ -239,28 +242,24 @@ class _LoopClients:
     redis-py and asyncio warn about it when it is garbage collected.
     """
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, forget: Callable[[_LoopClients], None]
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, registry: ConnectionRegistry) -> None:
         self.loop = loop
         self.clients: dict[str, AsyncClient] = {}
-        self._forget = forget
+        # The generator holds neither this object nor the registry (only a weak reference):
+        # no reference cycle, so nothing waits for the cyclic garbage collector.
+        owner = weakref.ref(registry)
+        clients = self.clients
+
+        def forget() -> None:
+            registry = owner()
+            if registry is not None:
+                registry._forget_loop(loop, clients)
+
+        self._closer = _close_at_shutdown(loop, clients, forget)
         # Started here, on the running loop: its first step registers it with the loop.
-        self._closer = self._close_at_shutdown()
         with contextlib.suppress(StopIteration):
             self._closer.asend(None).send(None)
-
-    async def _close_at_shutdown(self) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            # Closed by the loop's shutdown, by aclose(), or by abandon() once the loop is
-            # closed (then nothing can run on it any more).
-            if not self.loop.is_closed():
-                self._forget(self)
-                clients, self.clients = self.clients, {}
-                for client in clients.values():
-                    await aclose_client(client)
+        weakref.finalize(self, _finish_if_closed, loop, self._closer)
 
     async def aclose(self) -> None:
         """Close every client now (a task on the running loop)."""
@@ -288,12 +287,35 @@ class _LoopClients:
 
     def abandon(self) -> None:
         """The loop was closed without shutting down its generators: its transports cannot
-        be closed any more. Finish the generator (else its finalizer would try to schedule
-        on the closed loop) and drop the clients."""
-        self.clients = {}
+        be closed any more. Drop the clients (asyncio and redis-py will say they were not
+        closed) and finish the generator."""
+        self.clients.clear()
+        _finish_if_closed(self.loop, self._closer)
+
+
+async def _close_at_shutdown(
+    loop: asyncio.AbstractEventLoop, clients: dict[str, AsyncClient], forget: Callable[[], None]
+) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        # Closed by the loop's shutdown or by aclose(); or by _finish_if_closed() once the loop
+        # is closed, when nothing can run on it any more.
+        if not loop.is_closed():
+            forget()
+            closing = list(clients.values())
+            clients.clear()
+            for client in closing:
+                await aclose_client(client)
+
+
+def _finish_if_closed(loop: asyncio.AbstractEventLoop, closer: AsyncGenerator[None, None]) -> None:
+    """Finish the generator of a closed loop by hand: garbage collected unfinished, its
+    finalizer would schedule its closing on that closed loop, an error nobody can catch."""
+    if loop.is_closed():
         # StopIteration: finished; RuntimeError: it was being closed when the loop stopped.
         with contextlib.suppress(StopIteration, RuntimeError):
-            self._closer.aclose().send(None)
+            closer.aclose().send(None)
 
 
 _background: set[asyncio.Task[None]] = set()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -562,8 +565,8 @@ REFUSED: list[tuple[str, dict[str, Any], str, str, str, str | None]] = [
         "OPTIONS.credential_provider",
         "Redis connection 'x' has OPTIONS['credential_provider'] (Provider), which redis-py "
         "refuses: 'username' and 'password' cannot be passed along with 'credential_provider'. "
-        "Please provide only one of the following arguments: \n1. 'password' and (optional) "
-        "'username'\n2. 'credential_provider'.",
+        "Please provide only one of the following arguments: 1. 'password' and (optional) "
+        "'username' 2. 'credential_provider'.",
         None,
     ),
     (
@@ -573,7 +576,7 @@ REFUSED: list[tuple[str, dict[str, Any], str, str, str, str | None]] = [
         "OPTIONS",
         "Redis connection 'x' has OPTIONS that redis-py refuses together: 'username' and "
         "'password' cannot be passed along with 'credential_provider'. Please provide only one "
-        "of the following arguments: \n1. 'password' and (optional) 'username'\n2. "
+        "of the following arguments: 1. 'password' and (optional) 'username' 2. "
         "'credential_provider'.",
         None,
     ),
@@ -594,3 +597,15 @@ def test_settings_redis_py_would_refuse_or_misread_are_configuration_errors(
     with pytest.raises(ConfigurationError) as info:
         parse({"x": entry})
     assert message in str(info.value)
+
+
+def test_the_settings_reference_lists_the_exact_messages() -> None:
+    """docs/settings.md, "Refused before anything connects": each row's settings give exactly
+    the message (and id) the row shows."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text("utf-8")
+    section = page.split("### Refused before anything connects", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `(\{.*\})` \| (E\d{3}) \| `(.*)` \|$", section, re.MULTILINE)
+    assert len(rows) >= 20
+    for entry, id, message in rows:
+        problems = validate({"x": ast.literal_eval(entry)})
+        assert [(p.id, str(p)) for p in problems] == [(id, message)], entry
