@@ -259,7 +259,6 @@ class _LoopClients:
         # Started here, on the running loop: its first step registers it with the loop.
         with contextlib.suppress(StopIteration):
             self._closer.asend(None).send(None)
-        weakref.finalize(self, _finish_if_closed, loop, self._closer)
 
     async def aclose(self) -> None:
         """Close every client now (a task on the running loop)."""
@@ -288,9 +287,8 @@ class _LoopClients:
     def abandon(self) -> None:
         """The loop was closed without shutting down its generators: its transports cannot
         be closed any more. Drop the clients (asyncio and redis-py will say they were not
-        closed) and finish the generator."""
+        closed); the loop's finalizer hook ignores the generator of a closed loop."""
         self.clients.clear()
-        _finish_if_closed(self.loop, self._closer)
 
 
 async def _close_at_shutdown(
@@ -299,23 +297,13 @@ async def _close_at_shutdown(
     try:
         yield
     finally:
-        # Closed by the loop's shutdown or by aclose(); or by _finish_if_closed() once the loop
-        # is closed, when nothing can run on it any more.
+        # Closed by the loop's shutdown or by aclose() (never once the loop is closed).
         if not loop.is_closed():
             forget()
             closing = list(clients.values())
             clients.clear()
             for client in closing:
                 await aclose_client(client)
-
-
-def _finish_if_closed(loop: asyncio.AbstractEventLoop, closer: AsyncGenerator[None, None]) -> None:
-    """Finish the generator of a closed loop by hand: garbage collected unfinished, its
-    finalizer would schedule its closing on that closed loop, an error nobody can catch."""
-    if loop.is_closed():
-        # StopIteration: finished; RuntimeError: it was being closed when the loop stopped.
-        with contextlib.suppress(StopIteration, RuntimeError):
-            closer.aclose().send(None)
 
 
 _background: set[asyncio.Task[None]] = set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import threading
 import time
 import warnings
@@ -398,3 +399,28 @@ def test_aclose_async_and_close_all_still_close_a_running_loops_clients(redis_se
     finally:
         release.set()
         registry.close_all()
+
+
+def test_a_registry_dropped_after_its_loop_closed_leaves_no_error(redis_server: Any) -> None:
+    """The registry's closer of that loop is garbage collected unfinished: nothing may try to
+    run it on the closed loop ("Exception ignored ... Event loop is closed", an error nobody
+    can catch)."""
+    errors: list[Any] = []
+    saved_hook = sys.unraisablehook
+    sys.unraisablehook = errors.append
+    try:
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            registry = ConnectionRegistry({"default": {"URL": redis_server.url}})
+
+            async def use(registry: ConnectionRegistry) -> None:
+                await registry.get_async("default").ping()
+
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(use(registry))
+            loop.close()
+            del registry
+            gc.collect()
+    finally:
+        sys.unraisablehook = saved_hook
+    assert [f"{e.exc_type.__name__}: {e.exc_value}" for e in errors] == []
