@@ -222,7 +222,7 @@ def check_option_values(name: str, entry: Mapping[str, Any]) -> list[Problem]:
                 single = {where: {option: value}}
                 error = _build_error(kind, entry, single)
                 if error is not None:
-                    problem = _refused(name, f"{where}[{option!r}]", value, option, error, secrets)
+                    problem = _refused(name, where, option, value, error, secrets)
             if problem is not None:
                 problems.append(problem)
     problems.extend(_url_conflicts(name, url_options, entry.get("OPTIONS", {})))
@@ -270,30 +270,27 @@ _SHOWN_VALUES = frozenset(
 )
 
 
-def _shown(option: str, value: object) -> str:
-    """``=<repr>`` for a plain setting, `` (<type>)`` for anything else."""
+def _shown(option: str, value: object, where: str = "OPTIONS") -> str:
+    """``=<repr>`` for a plain setting (as written, for a URL's query), `` (<type>)`` for
+    anything else."""
     if option not in _SHOWN_VALUES:
         return f" ({type(value).__name__})"
-    text = repr(value)
+    text = str(value) if where == "URL" else repr(value)
     return "=" + (text if len(text) <= 60 else f"{text[:57]}...")
 
 
 def _refused(
-    name: str,
-    where: str,
-    value: object,
-    option: str,
-    error: Exception,
-    secrets: tuple[str, ...],
+    name: str, where: str, option: str, value: object, error: Exception, secrets: tuple[str, ...]
 ) -> Problem:
+    reason = mask_pieces(mask_text(_describe(error)), secrets)
     return Problem(
         E_BAD_OPTION,
         sentence(
-            f"Redis connection {name!r} has {where}{_shown(option, value)}, which redis-py "
-            f"refuses: {mask_pieces(mask_text(_describe(error)), secrets)}"
+            f"Redis connection {name!r} has {where}[{option!r}]{_shown(option, value, where)}, "
+            f"which redis-py refuses: {reason}"
         ),
         connection=name,
-        key=where.replace("[", ".").replace("'", "").rstrip("]"),
+        key=f"{where}.{option}",
     )
 
 
@@ -371,7 +368,9 @@ _CONNECT_TIME_VALUES: dict[str, tuple[Callable[[object], bool], str]] = {
         _error_handler,
         "the name of a codecs error handler, such as 'strict' or 'replace'",
     ),
-    "protocol": (lambda v: v is None or (_is_int(v) and v in (2, 3)), "2 or 3 (an int)"),
+    # What redis-py's clients compare it with to choose their reply parsers: " 3" would
+    # speak RESP3 with RESP2 parsers (HGETALL returned {}).
+    "protocol": (lambda v: v is None or (_is_int(v) and v in (2, 3)) or v in ("2", "3"), "2 or 3"),
     "db": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
     "ssl_min_version": (_tls_version, "an ssl.TLSVersion, such as ssl.TLSVersion.TLSv1_2"),
     "ssl_ciphers": (_ciphers, "an OpenSSL cipher list that this Python's ssl module accepts"),
@@ -400,7 +399,7 @@ def _value_problem(name: str, where: str, option: str, value: object) -> Problem
         return None
     return Problem(
         E_BAD_OPTION,
-        f"Redis connection {name!r} has {where}[{option!r}]{_shown(option, value)}; "
+        f"Redis connection {name!r} has {where}[{option!r}]{_shown(option, value, where)}; "
         f"expected {expected}.",
         connection=name,
         key=f"{where}.{option}",

@@ -9,7 +9,7 @@ a unix URL without a socket path. Messages show the URL masked, never a piece of
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis_conn.masking import mask_pieces, mask_text, mask_url, url_secrets, userinfo_cut_short
 from redis_conn.problems import E_BAD_URL, E_CONFLICT, Problem, sentence
@@ -62,6 +62,24 @@ def check_url(name: str, key: str, url: str) -> Problem | None:
         reason = mask_pieces(mask_text(str(exc)), url_secrets(url))
         return problem(f"that redis-py cannot parse: {reason}")
     parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    for credential in ("username", "password"):
+        if credential in query and getattr(parts, credential):
+            return problem(
+                f"with a {credential} both in its user part and in ?{credential}=; redis-py "
+                "would use the user part's.",
+                f"Keep one: the user part, or ?{credential}=.",
+                id=E_CONFLICT,
+            )
+    for option, values in query.items():
+        read = options.get(option)
+        if isinstance(read, str) and values and read != values[0]:
+            return problem(
+                f"whose ?{option}= value this redis-py decodes twice (a '%' in it is read as an "
+                "escape again), so it would use another value than the one written.",
+                "Move the value to OPTIONS (a password may also go in the URL's user part, "
+                "decoded once), or upgrade redis-py (newer versions decode query values once).",
+            )
     if scheme == "unix":
         if not options.get("path"):
             return problem(

@@ -51,7 +51,7 @@ SENTINEL_PLANTED = "s3ntinel-Pa55word-Zk4"
 # Every character that cuts a URL short, must be escaped in a repr, or means something in a
 # query string or in HTML; in URLs they are percent-encoded (raw, they are a
 # ConfigurationError, see test_configuration_errors).
-NASTY = "N4styPw/Qx9Lm?#@: Zk8Jw%41'\"<wörd>&+="
+NASTY = "N4styPw/Qx9Lm?#@: Zk8Jw%4G'\"<wörd>&+="
 SENTINEL_NASTY = "S3ntPw/Rt5Ku?#@: Hy6Fd"
 WRONG = "wr0ng-Pa55word-Jm2"
 ACL_PASSWORD = "app-s3cret-pw"  # server B's real ACL user
