@@ -4,6 +4,8 @@ show there. redis_conn's reporter filter masks it; check W004 asks for the filte
 from __future__ import annotations
 
 import logging
+import re
+import string
 import sys
 from collections.abc import Iterator
 from html import unescape
@@ -15,10 +17,13 @@ import redis
 from django.core.checks import Warning
 from django.http import HttpRequest, HttpResponse
 from django.test import Client as DjangoClient
-from django.test import RequestFactory
+from django.test import RequestFactory, override_settings
 from django.urls import path
 from django.utils.log import AdminEmailHandler
 from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from redis_conn.django.checks import W004, W004_HINT, check_settings
 from redis_conn.registry import get_redis
@@ -230,3 +235,76 @@ def test_a_hung_handshake_never_shows_the_password_on_the_debug_page_or_in_the_e
                 assert not any(shows(password, t) for t in texts), f"{where}: in an e-mail"
     finally:
         logger.removeHandler(handler)
+
+
+# -- property: any shape of frame variable, any password -----------------------------------------
+
+SPECIALS = [*"/?#@: %&+='\"\\<>[]{}|^`~!$*(),;", "ü", "€", "\t", "\n"]
+words = st.text(string.ascii_letters + string.digits, min_size=5, max_size=8).map(
+    lambda w: "Qz" + w
+)
+passwords = st.lists(st.tuples(words, st.sampled_from(SPECIALS)), min_size=1, max_size=3).flatmap(
+    lambda pairs: words.map(lambda last: "".join(w + c for w, c in pairs) + last)
+)
+
+
+class Holder:
+    """An object whose repr shows what it holds (as many connection-like objects do)."""
+
+    def __init__(self, held: object) -> None:
+        self.held = held
+
+    def __repr__(self) -> str:
+        return f"Holder(held={self.held!r})"
+
+
+def shapes(password: str) -> list[object]:
+    encoded = password.encode()
+    long_text = f"AUTH default {password} " + "x " * 60  # pprint wraps it over lines
+    return [
+        password,
+        encoded,
+        ("default", password),
+        ["AUTH", encoded],
+        {"password": password, "nested": {"args": ("AUTH", "default", password)}},
+        {password: "as a key"},
+        {frozenset({password})},
+        Holder(password),
+        [Holder(encoded), long_text],
+        long_text,
+        f"redis://default:{quote(password, safe='')}@127.0.0.1:6390/0",
+    ]
+
+
+def failing_frame(**variables: Any) -> None:
+    raise RuntimeError("a view failed")
+
+
+@hypothesis_settings(max_examples=60, deadline=None, database=None)
+@given(password=passwords, where=st.sampled_from(["OPTIONS", "URL", "SENTINEL_KWARGS"]))
+def test_frame_variables_never_show_a_configured_password(password: str, where: str) -> None:
+    entry: dict[str, Any] = {
+        "OPTIONS": {"URL": "redis://127.0.0.1:6390/0", "OPTIONS": {"password": password}},
+        "URL": {"URL": f"redis://default:{quote(password, safe='')}@127.0.0.1:6390/0"},
+        "SENTINEL_KWARGS": {
+            "SENTINELS": [("127.0.0.1", 26390)],
+            "SERVICE_NAME": "m",
+            "SENTINEL_KWARGS": {"password": password},
+        },
+    }[where]
+    with override_settings(
+        REDIS_CONNECTIONS={"default": entry}, DEFAULT_EXCEPTION_REPORTER_FILTER=FILTER, DEBUG=True
+    ):
+        get_default_exception_reporter_filter.cache_clear()
+        try:
+            failing_frame(**{f"v{i}": shape for i, shape in enumerate(shapes(password))})
+        except RuntimeError:
+            reporter = ExceptionReporter(RequestFactory().get("/"), *sys.exc_info())
+        pages = [reporter.get_traceback_text(), reporter.get_traceback_html()]
+    get_default_exception_reporter_filter.cache_clear()
+    pieces = re.findall(r"Qz[A-Za-z0-9]+", password)
+    assert "Holder(held=" in unescape(pages[1])  # the HTML lists the variables, masked
+    for page in pages:
+        assert not shows(password, page)
+        for piece in pieces:
+            assert piece not in page and piece not in unescape(page), (piece, password)
