@@ -11,7 +11,7 @@ every configured password wherever it shows, in any variable, whatever character
 
     DEFAULT_EXCEPTION_REPORTER_FILTER = "redis_conn.django.reporting.SafeExceptionReporterFilter"
 
-System check ``redis_conn.W004`` asks for it when a URL in REDIS_CONNECTIONS holds a password.
+System check ``redis_conn.W004`` asks for it when a connection has a password.
 """
 
 from __future__ import annotations

@@ -108,7 +108,9 @@ def test_w004_asks_for_the_filter_when_a_url_holds_a_password(acl_settings: Any)
     assert [m for m in check_settings() if m.id == "redis_conn.W004"] == []
 
 
-def test_no_w004_without_a_password_in_a_url(settings: Any, redis_server_b: Any) -> None:
+def test_w004_for_a_password_in_options_too(settings: Any, redis_server_b: Any) -> None:
+    """Django hides the setting OPTIONS['password'] by its name, but not the frame variables
+    of redis-py's login (see the hung handshake below): W004 asks for the filter all the same."""
     settings.DEFAULT_EXCEPTION_REPORTER_FILTER = DJANGO_FILTER
     settings.REDIS_CONNECTIONS = {
         "default": {
@@ -117,12 +119,17 @@ def test_no_w004_without_a_password_in_a_url(settings: Any, redis_server_b: Any)
                 "username": redis_server_b.acl_user,
                 "password": redis_server_b.acl_password,
             },
-        }
+        },
+        "open": {"URL": f"redis://127.0.0.1:{redis_server_b.port}/1"},
     }
-    assert [m for m in check_settings() if m.id == "redis_conn.W004"] == []
+    assert [(m.id, m.obj) for m in check_settings() if m.id == "redis_conn.W004"] == [
+        ("redis_conn.W004", "REDIS_CONNECTIONS['default']")
+    ]
     assert get_redis("default").ping() is True
     text, _ = error_report(ValueError("a view failed"))
     assert redis_server_b.acl_password not in text  # Django hides OPTIONS['password'] itself
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = FILTER
+    assert [m for m in check_settings() if m.id == "redis_conn.W004"] == []
 
 
 # -- a server that hangs during the handshake ---------------------------------------------------
