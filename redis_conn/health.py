@@ -14,6 +14,7 @@ report are the application's own, untouched by the probe.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from redis.retry import Retry
 
 from redis_conn.budget import ServerUse, apply_budgets, server_uses, summarize
 from redis_conn.config import DEFAULTS, ConnectionSpec
-from redis_conn.masking import mask_text
+from redis_conn.masking import connection_secrets, mask_text
 
 if TYPE_CHECKING:
     from redis_conn.registry import ConnectionRegistry
@@ -112,6 +113,8 @@ def _check(
         "maxclients": None,
         "budget": None,
     }
+    if spec.kind == "cluster":
+        return _check_cluster(registry, spec, entry, ping=ping, sockets=sockets)
     problems: list[str] = []
     try:
         client = registry.get(spec.name)
@@ -120,18 +123,10 @@ def _check(
             if entry["ping_ms"] > SLOW_PING_MS:
                 problems.append(f"PING took {entry['ping_ms']:.0f} ms")
             if sockets and spec.kind != "fake":
-                uses = server_uses(
-                    client,
-                    spec,
-                    info=None if spec.kind == "cluster" else info,
-                    opened=lambda asked: probe(asked.connection_pool),
-                )
+                uses = server_uses(client, spec, info=info, opened=_probing)
                 entry["server_connections"], entry["maxclients"] = summarize(uses)
         entry["pool"], pool_problems = _pool_report(client, spec)
         problems.extend(pool_problems)
-        if spec.kind == "cluster":
-            entry["nodes"], node_problems = _cluster_nodes(client, ping=ping, uses=uses)
-            problems.extend(node_problems)
         role = (entry["server"] or {}).get("role")
         if spec.kind == "sentinel" and role not in (None, "master"):
             problems.append(f"sentinel primary answers as {role}")
@@ -146,12 +141,7 @@ def _check(
 
 
 def _describe(exc: BaseException, spec: ConnectionSpec) -> str:
-    secrets = tuple(
-        str(value)
-        for options in (spec.options, spec.sentinel_kwargs)
-        for key, value in options.items()
-        if "password" in key and value
-    )
+    secrets = connection_secrets(spec.url, spec.options, spec.sentinel_kwargs)
     message = str(exc)
     prefix = f"Redis connection {spec.root!r}: "
     if not message.startswith(prefix):  # errors of the probe's own connection
@@ -184,6 +174,10 @@ def _ping_ms(client: Any) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
+def _probing(client: Any) -> contextlib.AbstractContextManager[redis.Redis]:
+    return probe(client.connection_pool)
+
+
 def _probe_server(
     client: Any, spec: ConnectionSpec
 ) -> tuple[float, dict[str, Any], dict[str, Any] | None]:
@@ -199,11 +193,7 @@ def _probe_server(
             "used_memory": None,
         }
         return _ping_ms(client), facts, None
-    if spec.kind == "cluster":
-        pool = client.get_default_node().redis_connection.connection_pool
-    else:
-        pool = client.connection_pool
-    with probe(pool) as server:
+    with probe(client.connection_pool) as server:  # for a cluster, the client of one node
         ping_ms = _ping_ms(server)
         info: dict[str, Any] = server.info()
         return ping_ms, _server_facts(info), info
@@ -245,30 +235,143 @@ def _nodes(client: Any) -> list[Any]:
     return [n for n in client.get_nodes() if n.redis_connection is not None]
 
 
-def _cluster_nodes(
-    client: Any, *, ping: bool, uses: list[ServerUse]
-) -> tuple[list[dict[str, Any]], list[str]]:
+# -- Redis Cluster ------------------------------------------------------------------------------
+# redis-py's view of a cluster forgets a node once it stops serving slots: a dead primary would
+# just vanish from the report. The report lists every node it knows of: the configured one,
+# the client's view, and every node the cluster itself lists (failed ones included).
+
+_ROLES = {"master": "primary", "slave": "replica"}
+
+
+def _check_cluster(
+    registry: ConnectionRegistry,
+    spec: ConnectionSpec,
+    entry: dict[str, Any],
+    *,
+    ping: bool,
+    sockets: bool,
+) -> tuple[dict[str, Any], list[ServerUse]]:
+    uses: list[ServerUse] = []
+    try:
+        client = registry.get(spec.name)  # redis-py asks the configured node for the topology
+        entry["pool"], problems = _pool_report(client, spec)
+        nodes = _cluster_nodes(client, spec, ping=ping)
+        if ping and sockets:
+            uses = server_uses(client, spec, opened=_probing)
+            entry["server_connections"], entry["maxclients"] = summarize(uses)
+    except Exception as exc:  # a report shows every failure; it never raises one
+        entry["status"] = "down"
+        entry["error"] = _describe(exc, spec)
+        return entry, []
     by_node = {use.address: use for use in uses}
-    nodes, problems = [], []
-    for node in client.get_nodes():
-        item: dict[str, Any] = {"node": node.name, "role": node.server_type, "status": "ok"}
+    for node in nodes:
         use = by_node.get(node.name)
         if use is not None:
-            item["server_connections"], item["maxclients"] = use.named, use.maxclients
+            node.report["server_connections"], node.report["maxclients"] = use.named, use.maxclients
+    entry["nodes"] = [node.report for node in nodes]
+    answering = [node for node in nodes if node.answered]
+    down = [node.problem for node in nodes if node.problem is not None]
+    if ping:
+        if not answering:
+            entry["status"] = "down"
+            entry["error"] = "no node of the cluster answers: " + "; ".join(down)
+            return entry, uses
+        entry["ping_ms"] = max(node.report["ping_ms"] for node in answering)
+        primary = next((n for n in answering if n.report["role"] == "primary"), answering[0])
+        if primary.info is not None:
+            entry["server"] = _server_facts(primary.info)
+        if entry["ping_ms"] > SLOW_PING_MS:
+            problems.append(f"PING took {entry['ping_ms']:.0f} ms")
+    problems = down + problems
+    if problems:
+        entry["status"] = "degraded"
+        entry["error"] = "; ".join(problems)
+    return entry, uses
+
+
+class _Node:
+    """One node of the report, checked with a probe (one attempt, never through the pool)
+    on the client's node settings, or those redis-py would give a node it does not use."""
+
+    def __init__(self, name: str, role: str, flags: list[str]) -> None:
+        self.name, self.flags = name, flags
+        self.cluster_role: str | None = None  # from CLUSTER NODES
+        self.client: Any = None
+        self.report: dict[str, Any] = {"node": name, "role": role, "status": "ok"}
+        self.answered = False
+        self.info: dict[str, Any] | None = None
+        self.problem: str | None = None
+
+    def check(self, cluster: Any, spec: ConnectionSpec) -> None:
+        own = self.client is None
+        if own:
+            host, _, port = self.name.rpartition(":")
+            manager = cluster.nodes_manager
+            self.client = manager.create_redis_node(host, int(port), **manager.connection_kwargs)
+        try:
+            with probe(self.client.connection_pool) as server:
+                self.report["ping_ms"] = _ping_ms(server)
+                self.answered = True
+                with contextlib.suppress(Exception):
+                    self.info = server.info()
+                # A node's own word on its role; the cluster's gossip and redis-py's view lag.
+                with contextlib.suppress(Exception):  # e.g. an ACL user without ROLE
+                    role = server.execute_command("ROLE")[0]  # type: ignore[no-untyped-call]
+                    role = role.decode() if isinstance(role, bytes) else str(role)
+                    self.report["role"] = _ROLES.get(role, self.report["role"])
+        except Exception as exc:
+            if self.cluster_role is not None:  # what the cluster last knew it as
+                self.report["role"] = self.cluster_role
+            error = _describe(exc, spec)
+            failed = ", marked failed by the cluster" if "fail" in self.flags else ""
+            self.report.update(status="down", error=error)
+            self.problem = f"node {self.name} ({self.report['role']}{failed}) is down: {error}"
+        finally:
+            if own:
+                self.client.close()
+
+
+def _cluster_nodes(cluster: Any, spec: ConnectionSpec, *, ping: bool) -> list[_Node]:
+    nodes: dict[str, _Node] = {}
+    for node in cluster.get_nodes():
+        item = nodes[node.name] = _Node(node.name, node.server_type, [])
+        item.client = node.redis_connection
         pool = node.redis_connection.connection_pool if node.redis_connection else None
         if pool is not None and hasattr(pool, "usage"):
             usage = pool.usage()
-            item["in_use"], item["created"] = usage.in_use, usage.created
-        if ping:
-            try:
-                with probe(node.redis_connection.connection_pool) as server:
-                    item["ping_ms"] = _ping_ms(server)
-            except Exception as exc:
-                item["status"] = "down"
-                item["error"] = mask_text(f"{type(exc).__name__}: {exc}")
-                problems.append(f"node {node.name} ({node.server_type}) is down")
-        nodes.append(item)
-    return nodes, problems
+            item.report["in_use"], item.report["created"] = usage.in_use, usage.created
+    if ping:
+        for name, info in _cluster_view(cluster).items():
+            flags = [f for f in str(info.get("flags", "")).split(",") if f != "myself"]
+            role = next((_ROLES[f] for f in flags if f in _ROLES), "unknown")
+            if name not in nodes:
+                nodes[name] = _Node(name, role, flags)
+            nodes[name].flags = flags
+            nodes[name].cluster_role = role if role != "unknown" else None
+    for startup in cluster.nodes_manager.startup_nodes.values():
+        if startup.name not in nodes:
+            nodes[startup.name] = _Node(startup.name, "configured", [])
+    if ping:
+        for node in nodes.values():
+            node.check(cluster, spec)
+    return sorted(nodes.values(), key=lambda n: n.name)
+
+
+def _cluster_view(cluster: Any) -> dict[str, Any]:
+    """CLUSTER NODES of the first node that answers: every node the cluster knows, with its
+    flags (``fail``: the cluster agreed it is down)."""
+    for node in cluster.get_nodes():
+        if node.redis_connection is None:
+            continue
+        try:
+            view = node.redis_connection.cluster("NODES")  # parsed by redis-py
+        except Exception:  # the next node may answer
+            continue
+        if not isinstance(view, dict):
+            continue
+        # A node without an address yet (``:0``) cannot be checked.
+        return {name: info for name, info in view.items() if not name.endswith(":0")}
+    return {}
 
 
 def render(report: dict[str, Any], *, as_json: bool = False) -> str:

@@ -1,16 +1,18 @@
 """Named connections: one client and pool per name per process, created lazily under a lock.
 
 Aliases share their target's client. After ``os.fork()`` the child starts with no clients, so
-it makes its own connections and never reads or writes the parent's sockets.
+it makes its own connections and never reads or writes the parent's sockets. The asyncio
+clients belong to one event loop each and are closed when that loop shuts down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -67,9 +69,7 @@ class ConnectionRegistry:
         self._prefix: PrefixSource = client_name_prefix
         self._specs: dict[str, ConnectionSpec] | None = None
         self._clients: dict[str, Client] = {}
-        self._async_clients: dict[
-            int, tuple[asyncio.AbstractEventLoop, dict[str, AsyncClient]]
-        ] = {}
+        self._async_clients: dict[int, _LoopClients] = {}
         self._fake_servers: dict[str, Any] = {}
         self._inherited: list[object] = []
         _track_for_fork(self)
@@ -180,21 +180,22 @@ class ConnectionRegistry:
                 f"use get_redis({name!r}) in synchronous code."
             ) from None
         entry = self._async_clients.get(id(loop))
-        if entry is None or entry[0] is not loop:
+        if entry is None or entry.loop is not loop:
             with self._lock:
                 self._forget_closed_loops()
-                entry = (loop, {})
-                self._async_clients[id(loop)] = entry
-        clients = entry[1]
-        client = clients.get(spec.root)
+                entry = self._async_clients.get(id(loop))
+                if entry is None or entry.loop is not loop:
+                    entry = _LoopClients(loop, self)
+                    self._async_clients[id(loop)] = entry
+        client = entry.clients.get(spec.root)
         if client is None:
             with self._lock:
-                client = clients.get(spec.root)
+                client = entry.clients.get(spec.root)
                 if client is None:
                     root = self.specs[spec.root]
                     client = build_async_client(root, fake_server=self._fake_server(root))
                     metrics.instrument_client(root, client)
-                    clients[spec.root] = client
+                    entry.clients[spec.root] = client
         return client
 
     def created_clients(self) -> dict[str, Client]:
@@ -205,9 +206,9 @@ class ConnectionRegistry:
         """The asyncio clients of every live event loop, by owning name (for metrics)."""
         return [
             (name, client)
-            for loop, clients in list(self._async_clients.values())
-            if not loop.is_closed()
-            for name, client in list(clients.items())
+            for entry in list(self._async_clients.values())
+            if not entry.loop.is_closed()
+            for name, client in list(entry.clients.items())
         ]
 
     def close_all(self) -> None:
@@ -216,11 +217,13 @@ class ConnectionRegistry:
             self._close_clients()
 
     async def aclose_async(self) -> None:
-        """Close the running loop's async clients (call before the loop ends)."""
-        entry = self._async_clients.pop(id(asyncio.get_running_loop()), None)
-        if entry is not None:
-            for client in entry[1].values():
-                await aclose_client(client)
+        """Close the running loop's async clients now (they are closed anyway when the loop
+        shuts down with ``asyncio.run()``; a loop closed without ``shutdown_asyncgens()``
+        needs this call first)."""
+        loop = asyncio.get_running_loop()
+        entry = self._async_clients.get(id(loop))
+        if entry is not None and entry.loop is loop:
+            await entry.aclose()
 
     def health(
         self,
@@ -258,14 +261,23 @@ class ConnectionRegistry:
         for client in clients.values():
             close_client(client)
         loops, self._async_clients = self._async_clients, {}
-        for loop, async_clients in loops.values():
-            for async_client in async_clients.values():
-                _close_async_client(loop, async_client)
+        for entry in loops.values():
+            entry.close_from_anywhere()
+
+    def _forget_loop(
+        self, loop: asyncio.AbstractEventLoop, clients: dict[str, AsyncClient]
+    ) -> None:
+        """Called as a loop's clients are closed: a new client is made if it is used again."""
+        with self._lock:
+            entry = self._async_clients.get(id(loop))
+            if entry is not None and entry.clients is clients:
+                del self._async_clients[id(loop)]
 
     def _forget_closed_loops(self) -> None:
-        for key, (loop, _) in list(self._async_clients.items()):
-            if loop.is_closed():
+        for key, entry in list(self._async_clients.items()):
+            if entry.loop.is_closed():
                 del self._async_clients[key]
+                entry.abandon()
 
     def _after_fork_in_child(self) -> None:
         # Keep the parent's clients referenced but unused: closing them here could shut down
@@ -284,21 +296,79 @@ def _read_prefix(source: PrefixSource) -> str | None:
     return source() if callable(source) else source
 
 
-def _close_async_client(loop: asyncio.AbstractEventLoop, client: AsyncClient) -> None:
-    if loop.is_closed():
-        return
+class _LoopClients:
+    """The asyncio clients of one event loop, closed when the loop shuts down.
+
+    asyncio has no "loop is closing" callback, but every runner that ends a loop properly
+    (``asyncio.run``, ``asyncio.Runner``, asgiref, uvicorn, pytest-asyncio) first calls
+    ``loop.shutdown_asyncgens()``, which closes the asynchronous generators started on the loop
+    (PEP 525 hooks). One such generator per loop closes its clients there, while the loop can
+    still run their transports' shutdown; closed later, a socket can only be dropped, and
+    redis-py and asyncio warn about it when it is garbage collected.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, registry: ConnectionRegistry) -> None:
+        self.loop = loop
+        self.clients: dict[str, AsyncClient] = {}
+        # The generator holds neither this object nor the registry (only a weak reference):
+        # no reference cycle, so nothing waits for the cyclic garbage collector.
+        owner = weakref.ref(registry)
+        clients = self.clients
+
+        def forget() -> None:
+            registry = owner()
+            if registry is not None:
+                registry._forget_loop(loop, clients)
+
+        self._closer = _close_at_shutdown(loop, clients, forget)
+        # Started here, on the running loop: its first step registers it with the loop.
+        with contextlib.suppress(StopIteration):
+            self._closer.asend(None).send(None)
+
+    async def aclose(self) -> None:
+        """Close every client now (a task on the running loop)."""
+        # RuntimeError: the loop's shutdown is closing them at this very moment.
+        with contextlib.suppress(RuntimeError):
+            await self._closer.aclose()
+
+    def close_from_anywhere(self) -> None:
+        """close_all() or configure(): from this loop, another thread, or after it ended."""
+        if self.loop.is_closed():
+            self.abandon()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            task = self.loop.create_task(self.aclose())
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+        elif self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.aclose(), self.loop)
+        else:
+            self.loop.run_until_complete(self.aclose())
+
+    def abandon(self) -> None:
+        """The loop was closed without shutting down its generators: its transports cannot
+        be closed any more. Drop the clients (asyncio and redis-py will say they were not
+        closed); the loop's finalizer hook ignores the generator of a closed loop."""
+        self.clients.clear()
+
+
+async def _close_at_shutdown(
+    loop: asyncio.AbstractEventLoop, clients: dict[str, AsyncClient], forget: Callable[[], None]
+) -> AsyncGenerator[None, None]:
     try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        task = loop.create_task(aclose_client(client))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-    elif loop.is_running():
-        asyncio.run_coroutine_threadsafe(aclose_client(client), loop)
-    else:
-        loop.run_until_complete(aclose_client(client))
+        yield
+    finally:
+        # Closed by the loop's shutdown or by aclose() (never once the loop is closed).
+        if not loop.is_closed():
+            forget()
+            closing = list(clients.values())
+            clients.clear()
+            for client in closing:
+                await aclose_client(client)
 
 
 _background: set[asyncio.Task[None]] = set()

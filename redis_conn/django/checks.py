@@ -28,7 +28,7 @@ from redis_conn.config import (
     validate,
 )
 from redis_conn.django.reporting import SafeExceptionReporterFilter
-from redis_conn.masking import mask_url
+from redis_conn.masking import connection_secrets
 from redis_conn.request_scope import ON_ERROR_CHOICES
 
 ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
@@ -73,14 +73,14 @@ W003 = (
 )
 W003_HINT = "Give it a URL of a real server, or silence redis_conn.W003 if that is intended."
 W004 = (
-    "Redis connection %r has a password in its URL, and Django's error pages and error "
-    "e-mails list every setting with its value: DEFAULT_EXCEPTION_REPORTER_FILTER (%s) does "
-    "not mask passwords inside values."
+    "Redis connection %r has a password, and Django's error pages and error e-mails can show "
+    "it: they list every setting with its value, and the local variables of each frame of "
+    "the traceback (redis-py holds the password in one while it logs in). "
+    "DEFAULT_EXCEPTION_REPORTER_FILTER (%s) masks neither."
 )
 W004_HINT = (
     "Set DEFAULT_EXCEPTION_REPORTER_FILTER = "
-    "'redis_conn.django.reporting.SafeExceptionReporterFilter', or move the password to "
-    "OPTIONS['password'] (Django hides settings keys that contain PASS)."
+    "'redis_conn.django.reporting.SafeExceptionReporterFilter'."
 )
 E001_HINT = (
     "Map each connection name to a dict of settings, e.g. "
@@ -159,7 +159,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             specs = list(parsed.values())
             messages.extend(_default_for_the_middleware(specs))
             messages.extend(_connection_warnings(specs, threads))
-            messages.extend(_password_in_url_warnings(specs))
+            messages.extend(_password_warnings(specs))
             messages.extend(_cache_messages(parsed))
             messages.extend(_budget_warnings(specs))
     messages.extend(_observability_errors())
@@ -322,7 +322,7 @@ def _connection_warnings(specs: list[ConnectionSpec], threads: int) -> list[Chec
     return messages
 
 
-def _password_in_url_warnings(specs: list[ConnectionSpec]) -> list[CheckMessage]:
+def _password_warnings(specs: list[ConnectionSpec]) -> list[CheckMessage]:
     reporter = getattr(settings, "DEFAULT_EXCEPTION_REPORTER_FILTER", "")
     try:
         if issubclass(import_string(reporter), SafeExceptionReporterFilter):
@@ -337,7 +337,8 @@ def _password_in_url_warnings(specs: list[ConnectionSpec]) -> list[CheckMessage]
             id="redis_conn.W004",
         )
         for spec in specs
-        if spec.alias_of is None and spec.url is not None and mask_url(spec.url) != spec.url
+        if spec.alias_of is None
+        and connection_secrets(spec.url, spec.options, spec.sentinel_kwargs)
     ]
 
 
