@@ -62,7 +62,7 @@ def test_the_spec_carries_the_name_of_the_connection_that_owns_the_pool() -> Non
             "users": {"URL": "redis://127.0.0.1:6390/0"},
             "sessions": {"ALIAS": "users"},
             "quiet": {"URL": "redis://127.0.0.1:6390/0", "CLIENT_NAME": False},
-            "legacy": {"URL": "redis://127.0.0.1:6390/0", "OPTIONS": {"client_name": "web 1"}},
+            "legacy": {"URL": "redis://127.0.0.1:6390/0", "OPTIONS": {"client_name": "web-1"}},
             "dev": {"FAKE": True},
         },
         client_name_prefix="shop",
@@ -71,7 +71,7 @@ def test_the_spec_carries_the_name_of_the_connection_that_owns_the_pool() -> Non
         "users": "shop:users",
         "sessions": "shop:users",
         "quiet": None,
-        "legacy": "web 1",  # OPTIONS['client_name'] is sent as given
+        "legacy": "web-1",  # OPTIONS['client_name'] is sent as given
         "dev": None,
     }
 
