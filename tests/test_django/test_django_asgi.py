@@ -134,7 +134,9 @@ def test_without_the_wrapper_the_sockets_outlive_the_shutdown(
     try:
         app = serve_and_stop(driver, "bare", server)
         assert "INFO:     ASGI 'lifespan' protocol appears unsupported." in app.seen
-        assert others(server) == 2
+        # The asyncio client's socket closes with the loop (the registry closes a loop's
+        # clients when it shuts down); the sync pool's outlives the server's shutdown.
+        assert others(server) == 1
     finally:
         server.close()
 
