@@ -1,17 +1,21 @@
-"""The pages: a hit counter, per-user feeds, stats (an async view) and a health check."""
+"""The pages: a hit counter, per-user feeds, stats (an async view), a health check, and an
+"about" page cached by Flask-Caching."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from flask import Blueprint, abort, request
 
 from example_flask import feeds
-from example_flask.app import rc
-from redis_conn.health import exit_code
+from example_flask.app import cache, rc
+from redis_conn.flask import health
 
 site = Blueprint("site", __name__)
+# Names and statuses for anyone; the whole report only with REDIS_CONN_HEALTH_DETAILS.
+site.add_url_rule("/health", view_func=health)
 
 
 @site.get("/")
@@ -48,7 +52,8 @@ async def stats() -> dict[str, Any]:
     return {"posts": int(posts.result or 0), "stats_views": views.result}
 
 
-@site.get("/health")
-def health() -> tuple[dict[str, Any], int]:
-    report = rc.registry.health(ping=True)
-    return report, 200 if exit_code(report) == 0 else 503
+@site.get("/about")
+@cache.cached(timeout=30)
+def about() -> dict[str, Any]:
+    """Rendered once per 30 seconds; in between, Flask-Caching serves it from Redis."""
+    return {"page": "/about", "rendered_at": time.time()}

@@ -15,7 +15,16 @@ from redis_conn.exceptions import (
     TimeoutAfterWrite,
 )
 from redis_conn.pipeline import Future, Pipeline, pipeline
-from redis_conn.registry import ConnectionRegistry, connections, get_async_redis, get_redis
+from redis_conn.registry import (
+    ConnectionRegistry,
+    connections,
+    get_async_cluster_redis,
+    get_async_redis,
+    get_async_standalone_redis,
+    get_cluster_redis,
+    get_redis,
+    get_standalone_redis,
+)
 from redis_conn.request_scope import current_pipeline
 
 __all__ = [
@@ -35,7 +44,11 @@ __all__ = [
     "async_pipeline",
     "connections",
     "current_pipeline",
+    "get_async_cluster_redis",
     "get_async_redis",
+    "get_async_standalone_redis",
+    "get_cluster_redis",
     "get_redis",
+    "get_standalone_redis",
     "pipeline",
 ]

@@ -1,12 +1,10 @@
 """Build the redis.asyncio client for one spec, for the running event loop.
 
-The pools mirror :mod:`redis_conn.pools`: a semaphore of MAX_CONNECTIONS permits, waiting up to
-POOL_TIMEOUT when BLOCKING, failing at once otherwise, always with :class:`PoolExhausted`.
+The pools are :mod:`redis_conn.async_pools` (FIFO, safe to cancel, never poisoned).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -18,104 +16,56 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from redis_conn.async_pools import (
+    AsyncGuardedConnectionPool,
+    AsyncGuardedPool,
+    AsyncGuardedSentinelConnectionPool,
+)
 from redis_conn.clients import connection_kwargs, pool_kwargs, replica_reads, sentinel_kwargs
 from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import PoolExhausted
-from redis_conn.guarded import async_connection_class, name_error, owes_replies
+from redis_conn.guarded import async_connection_class, name_error
 from redis_conn.multiplex_client import multiplexed_client
-from redis_conn.pools import PoolUsage
 from redis_conn.retry import AsyncRetry
 
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
-class _AsyncGuardedPoolMixin:
-    max_connections: int
+class AsyncExactlyOnceClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
+    """redis-py's asyncio cluster pipeline, minus its batch retry.
 
-    def __init__(
-        self,
-        *args: Any,
-        connection_name: str,
-        blocking: bool = True,
-        pool_timeout: float = 5.0,
-        **kwargs: Any,
-    ) -> None:
-        self.connection_name = connection_name
-        self.blocking = blocking
-        self.pool_timeout = pool_timeout
-        super().__init__(*args, **kwargs)
-        self._permits = asyncio.BoundedSemaphore(self.max_connections)
-        self._leased: set[Any] = set()
-        self._made = 0
+    With ``raise_on_error=True`` redis-py re-sends the whole batch when a command failed with a
+    connection error, which runs a write twice when only its reply was lost. Without it,
+    redis-py keeps each command's error as its result and re-sends only what the server refused
+    (MOVED, ASK, TRYAGAIN). So this always asks for the latter and raises the first error itself.
+    """
 
-    def make_connection(self) -> Any:
-        self._made += 1
-        connection = super().make_connection()  # type: ignore[misc]
-        connection.connection_name = self.connection_name
-        return connection
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        if self.blocking:
-            # Not asyncio.wait_for: on Python 3.11 it loses a cancellation that arrives just as
-            # the permit does, and the cancelled request would go on to run its commands.
-            try:
-                async with asyncio.timeout(self.pool_timeout):
-                    await self._permits.acquire()
-            except TimeoutError:
-                raise PoolExhausted(
-                    self.connection_name, self.max_connections, waited=self.pool_timeout
-                ) from None
-        elif self._permits.locked():
-            raise PoolExhausted(self.connection_name, self.max_connections)
-        else:
-            await self._permits.acquire()
-        try:
-            connection = await super().get_connection(*args, **kwargs)  # type: ignore[misc]
-        except BaseException:
-            self._permits.release()
-            raise
-        self._leased.add(connection)
-        return connection
-
-    async def release(self, connection: Any) -> None:
-        if owes_replies(connection):
-            await connection.disconnect()
-        leased = connection in self._leased
-        self._leased.discard(connection)
-        await super().release(connection)  # type: ignore[misc]
-        if leased:
-            self._permits.release()
-
-    def usage(self) -> PoolUsage:
-        return PoolUsage(
-            pool_class="BlockingConnectionPool" if self.blocking else "ConnectionPool",
-            max_connections=self.max_connections,
-            created=self._made,
-            in_use=len(self._leased),
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        results: list[Any] = await super().execute(
+            raise_on_error=False, allow_redirections=allow_redirections
         )
-
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} {self.connection_name!r} "
-            f"max_connections={self.max_connections}>"
-        )
-
-
-class AsyncGuardedConnectionPool(_AsyncGuardedPoolMixin, redis.asyncio.connection.ConnectionPool):
-    """Standalone, unix and TLS pools for asyncio."""
-
-
-class AsyncGuardedSentinelConnectionPool(
-    _AsyncGuardedPoolMixin, redis.asyncio.sentinel.SentinelConnectionPool
-):
-    """The asyncio pool of a Sentinel-managed primary."""
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        return results
 
 
 class AsyncNamedRedisCluster(redis.asyncio.cluster.RedisCluster):
     """redis-py's async cluster has no pool class to plug in: name its exhaustion errors here.
 
-    Its nodes never block for a free connection; a full node raises at once.
+    Its nodes never block for a free connection; a full node raises at once. Its pipelines
+    send each command once (:class:`AsyncExactlyOnceClusterPipeline`).
     """
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> redis.asyncio.cluster.ClusterPipeline:
+        if shard_hint or transaction:
+            return super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        return AsyncExactlyOnceClusterPipeline(self, transaction)  # type: ignore[abstract]
 
     connection_name = ""
 
@@ -154,8 +104,19 @@ def build_async_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Asyn
 
 
 async def aclose_client(client: AsyncClient) -> None:
-    """Close the client's pool, and for Sentinel the connections to the sentinels too."""
-    await client.aclose()
+    """Close the client's pool, and for Sentinel the connections to the sentinels too.
+
+    Our pools close gracefully (:meth:`AsyncGuardedPool.retire`): a command another task has
+    in flight completes, and its connection closes when it comes back.
+    """
+    multiplexer = getattr(client, "multiplexer", None)
+    if multiplexer is not None:  # MULTIPLEX: its shared connection first
+        await multiplexer.aclose()
+    pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, AsyncGuardedPool):
+        await pool.retire()
+    else:
+        await client.aclose()  # the async cluster, fakeredis
     manager = getattr(client, "sentinel_manager", None)
     if manager is not None:
         for sentinel in manager.sentinels:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,13 +10,33 @@ import redis
 import redis.cluster
 import redis.sentinel
 from redis.cluster import LoadBalancingStrategy
+from redis.driver_info import DriverInfo
 
+from redis_conn.cluster import NamedRedisCluster
 from redis_conn.config import ConnectionSpec
 from redis_conn.guarded import sync_connection_class
-from redis_conn.pools import GuardedConnectionPool, GuardedSentinelConnectionPool
+from redis_conn.pools import GuardedConnectionPool, GuardedPool, GuardedSentinelConnectionPool
 from redis_conn.retry import Retry, make_retry
 
 Client = redis.Redis | redis.cluster.RedisCluster
+
+
+@cache
+def driver_info() -> DriverInfo:
+    """What connections tell the server about the client (``CLIENT SETINFO``), made once.
+
+    Without it redis-py looks its own version up in the installed package metadata for every
+    new connection: slow, and an interrupt landing in that lookup can leave the half-made
+    connection referenced from importlib's frames, so its pool place is never freed.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("redis_conn")
+    except PackageNotFoundError:  # imported from a checkout that was never installed
+        ours = "0"
+    info = DriverInfo(name="redis-py", lib_version=redis.__version__)
+    return info.add_upstream_driver("redis_conn", ours)
 
 
 def connection_kwargs(spec: ConnectionSpec, retry_class: type[Any] = Retry) -> dict[str, Any]:
@@ -26,18 +46,24 @@ def connection_kwargs(spec: ConnectionSpec, retry_class: type[Any] = Retry) -> d
         "socket_connect_timeout": spec.socket_connect_timeout,
         "health_check_interval": spec.health_check_interval,
         "retry": make_retry(spec.retry, retry_class),
+        "driver_info": driver_info(),
     }
+    if spec.client_name is not None:  # CLIENT SETNAME on connect (redis_conn.naming)
+        kwargs["client_name"] = spec.client_name
     kwargs.update(spec.options)
     return kwargs
 
 
 def sentinel_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
     """How to reach the sentinels themselves: our timeouts unless SENTINEL_KWARGS says otherwise."""
-    return {
+    kwargs: dict[str, Any] = {
         "socket_timeout": spec.socket_timeout,
         "socket_connect_timeout": spec.socket_connect_timeout,
-        **spec.sentinel_kwargs,
     }
+    if spec.client_name is not None:  # the sentinels list who asks them, too
+        kwargs["client_name"] = spec.client_name
+    kwargs.update(spec.sentinel_kwargs)
+    return kwargs
 
 
 def pool_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
@@ -71,12 +97,28 @@ def build_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Client:
 
 
 def close_client(client: Client) -> None:
-    """Close the client's pool, and for Sentinel the connections to the sentinels too."""
-    client.close()
+    """Close the client's pools, and for Sentinel the connections to the sentinels too.
+
+    Our pools close gracefully: idle sockets now, lent ones when they come back, so a command
+    that another thread has in flight completes instead of failing on a closed socket.
+    """
+    if isinstance(client, redis.cluster.RedisCluster):
+        for node in client.get_nodes():  # type: ignore[no-untyped-call]
+            if node.redis_connection is not None:
+                _close_pool(node.redis_connection.connection_pool)
+    else:
+        _close_pool(client.connection_pool)
     manager = getattr(client, "sentinel_manager", None)
     if manager is not None:
         for sentinel in manager.sentinels:
             sentinel.close()
+
+
+def _close_pool(pool: Any) -> None:
+    if isinstance(pool, GuardedPool):
+        pool.retire()
+    else:
+        pool.disconnect()
 
 
 def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
@@ -100,7 +142,7 @@ def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
     return client
 
 
-def _cluster_client(spec: ConnectionSpec) -> redis.cluster.RedisCluster:
+def _cluster_client(spec: ConnectionSpec) -> NamedRedisCluster:
     assert spec.url is not None
     scheme = urlsplit(spec.url).scheme
     kwargs = connection_kwargs(spec)
@@ -110,7 +152,7 @@ def _cluster_client(spec: ConnectionSpec) -> redis.cluster.RedisCluster:
         blocking=spec.blocking,
         pool_timeout=spec.pool_timeout,
     )
-    return redis.cluster.RedisCluster.from_url(
+    return NamedRedisCluster.from_url(  # type: ignore[return-value]
         spec.url,
         max_connections=spec.max_connections,
         connection_pool_class=node_pool,

@@ -8,15 +8,57 @@ Nothing here opens a connection.
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from redis_conn.exceptions import ConfigurationError
 from redis_conn.masking import mask_url
+from redis_conn.naming import server_name
+from redis_conn.options import (
+    OPTIONS_OWNED_BY_SETTINGS,
+    accepted_options,
+    check_option_names,
+    check_option_values,
+)
+from redis_conn.problems import (
+    E_ALIAS_EXTRA_KEYS,
+    E_ALIAS_LOOP,
+    E_ALIAS_MISSING,
+    E_BAD_OPTION,
+    E_BAD_URL,
+    E_BAD_VALUE,
+    E_CONFLICT,
+    E_MISSING_URL,
+    E_NOT_A_MAPPING,
+    E_UNKNOWN_KEY,
+    Problem,
+)
+from redis_conn.urls import URL_SCHEMES, check_url, url_scheme
+
+__all__ = [  # the problem ids and option tables are part of this module's interface
+    "EMBEDDED_DEFAULT",
+    "E_ALIAS_EXTRA_KEYS",
+    "E_ALIAS_LOOP",
+    "E_ALIAS_MISSING",
+    "E_BAD_OPTION",
+    "E_BAD_URL",
+    "E_BAD_VALUE",
+    "E_CONFLICT",
+    "E_MISSING_URL",
+    "E_NOT_A_MAPPING",
+    "E_UNKNOWN_KEY",
+    "KNOWN_KEYS",
+    "MAX_RETRY",
+    "OPTIONS_OWNED_BY_SETTINGS",
+    "URL_SCHEMES",
+    "ConnectionSpec",
+    "Problem",
+    "accepted_options",
+    "parse",
+    "resolve_alias",
+    "validate",
+]
 
 Kind = Literal["standalone", "unix", "cluster", "sentinel", "fake"]
 
@@ -31,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "SOCKET_CONNECT_TIMEOUT": 2.0,
     "HEALTH_CHECK_INTERVAL": 30,
     "RETRY": 3,
+    "CLIENT_NAME": True,
     "MULTIPLEX": False,
 }
 KNOWN_KEYS = (
@@ -45,58 +88,6 @@ KNOWN_KEYS = (
     *DEFAULTS,
     "OPTIONS",
 )
-URL_SCHEMES = ("redis", "rediss", "unix")
-# OPTIONS entries that would silently fight a setting of ours: name the setting to use instead.
-OPTIONS_OWNED_BY_SETTINGS = {
-    "max_connections": "MAX_CONNECTIONS",
-    "timeout": "POOL_TIMEOUT",
-    "socket_timeout": "SOCKET_TIMEOUT",
-    "socket_connect_timeout": "SOCKET_CONNECT_TIMEOUT",
-    "health_check_interval": "HEALTH_CHECK_INTERVAL",
-    "retry": "RETRY",
-    "retry_on_timeout": "RETRY",
-    "retry_on_error": "RETRY",
-    "connection_pool": "URL",
-    "connection_pool_class": "BLOCKING",
-    "connection_class": "URL",
-    "url": "URL",
-    "host": "URL",
-    "port": "URL",
-    "path": "URL",
-    "unix_socket_path": "URL",
-    "startup_nodes": "URL",
-    "read_from_replicas": "READ_FROM_REPLICAS",
-    "sentinels": "SENTINELS",
-    "service_name": "SERVICE_NAME",
-    "sentinel_kwargs": "SENTINEL_KWARGS",
-    "server": "FAKE",
-}
-
-# Problem ids, shared with the Django system checks (redis_conn.E001 ...).
-E_NOT_A_MAPPING = "E001"
-E_UNKNOWN_KEY = "E002"
-E_BAD_VALUE = "E003"
-E_MISSING_URL = "E004"
-E_BAD_URL = "E005"
-E_ALIAS_MISSING = "E006"
-E_ALIAS_LOOP = "E007"
-E_ALIAS_EXTRA_KEYS = "E008"
-E_CONFLICT = "E009"
-E_BAD_OPTION = "E010"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the settings; ``message`` names the connection and the key."""
-
-    id: str
-    message: str
-    connection: str | None = None
-    key: str | None = None
-    hint: str | None = None
-
-    def __str__(self) -> str:
-        return self.message if self.hint is None else f"{self.message} HINT: {self.hint}"
 
 
 @dataclass(frozen=True)
@@ -121,6 +112,8 @@ class ConnectionSpec:
     retry: int = 3
     multiplex: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: The name its connections send with CLIENT SETNAME (the owner's, for an alias); None: off.
+    client_name: str | None = None
 
     @property
     def alias_of(self) -> str | None:
@@ -158,13 +151,29 @@ def validate(settings: object) -> list[Problem]:
     return problems
 
 
-def parse(settings: object) -> dict[str, ConnectionSpec]:
-    """Validate and normalise; raise :class:`ConfigurationError` listing every problem."""
+def parse(settings: object, *, client_name_prefix: str | None = None) -> dict[str, ConnectionSpec]:
+    """Validate and normalise; raise :class:`ConfigurationError` listing every problem.
+
+    ``client_name_prefix`` goes before each connection's name on the server
+    (``prefix:name``, see :mod:`redis_conn.naming`).
+    """
     problems = validate(settings)
+    if client_name_prefix is not None and not isinstance(client_name_prefix, str):
+        problems.append(
+            Problem(
+                E_BAD_VALUE,
+                f"REDIS_CONN_CLIENT_NAME_PREFIX is {client_name_prefix!r} "
+                f"({type(client_name_prefix).__name__}); expected a string or None.",
+            )
+        )
     if problems:
         raise ConfigurationError(str(p) for p in problems)
     assert isinstance(settings, Mapping)
-    own = {name: _spec(name, entry) for name, entry in settings.items() if "ALIAS" not in entry}
+    own = {
+        name: _spec(name, entry, client_name_prefix)
+        for name, entry in settings.items()
+        if "ALIAS" not in entry
+    }
     specs = dict(own)
     for name in settings:
         if name not in own:
@@ -186,7 +195,7 @@ def _with_name(spec: ConnectionSpec, name: str) -> ConnectionSpec:
     return ConnectionSpec(**fields)
 
 
-def _spec(name: str, entry: Mapping[str, Any]) -> ConnectionSpec:
+def _spec(name: str, entry: Mapping[str, Any], client_name_prefix: str | None) -> ConnectionSpec:
     values = {**DEFAULTS, **entry}
     kind: Kind
     if entry.get("FAKE"):
@@ -195,7 +204,7 @@ def _spec(name: str, entry: Mapping[str, Any]) -> ConnectionSpec:
         kind = "sentinel"
     elif entry.get("CLUSTER"):
         kind = "cluster"
-    elif urlsplit(entry["URL"]).scheme == "unix":
+    elif url_scheme(entry["URL"]) == "unix":
         kind = "unix"
     else:
         kind = "standalone"
@@ -218,7 +227,18 @@ def _spec(name: str, entry: Mapping[str, Any]) -> ConnectionSpec:
         retry=values["RETRY"],
         multiplex=values["MULTIPLEX"],
         options=dict(entry.get("OPTIONS", {})),
+        client_name=_client_name(name, kind, values, client_name_prefix),
     )
+
+
+def _client_name(
+    name: str, kind: Kind, values: Mapping[str, Any], prefix: str | None
+) -> str | None:
+    if kind == "fake" or not values["CLIENT_NAME"]:
+        return None
+    explicit = values.get("OPTIONS", {}).get("client_name")
+    # OPTIONS['client_name'] predates CLIENT_NAME: it is sent as given, without the prefix.
+    return str(explicit) if explicit else server_name(prefix, name)
 
 
 def _seconds(value: float | None) -> float | None:
@@ -255,7 +275,9 @@ def _validate_entry(name: object, entry: object, settings: Mapping[Any, Any]) ->
             if problem is not None:
                 problems.append(problem)
     problems.extend(_check_combinations(name, entry))
-    problems.extend(_check_options_for_kind(name, entry))
+    problems.extend(check_option_names(name, entry))
+    if not problems:  # redis-py builds the connection only from otherwise valid settings
+        problems.extend(check_option_values(name, entry))
     return problems
 
 
@@ -330,6 +352,11 @@ def _alias_loops(settings: Mapping[Any, Any]) -> list[Problem]:
     return problems
 
 
+def _has_option(entry: Mapping[str, Any], option: str) -> bool:
+    options = entry.get("OPTIONS")
+    return isinstance(options, Mapping) and option in options
+
+
 def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
     def conflict(key: str, message: str, hint: str) -> Problem:
         return Problem(
@@ -351,6 +378,14 @@ def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
                 )
             )
         return problems
+    if entry.get("CLIENT_NAME") is False and _has_option(entry, "client_name"):
+        problems.append(
+            conflict(
+                "CLIENT_NAME",
+                "has CLIENT_NAME False and also OPTIONS['client_name'].",
+                "Remove one of them: CLIENT_NAME False sends no name at all.",
+            )
+        )
     if cluster and sentinel:
         problems.append(
             conflict(
@@ -439,13 +474,24 @@ def _check_bool(name: str, key: str, value: object) -> Problem | None:
     return None if isinstance(value, bool) else _bad_type(name, key, value, "True or False")
 
 
-def _check_count(minimum: int) -> Any:
+def _check_count(minimum: int, maximum: int | None = None) -> Any:
     def check(name: str, key: str, value: object) -> Problem | None:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and value >= minimum
+            and (maximum is None or value <= maximum)
+        ):
             return None
-        return _bad_type(name, key, value, f"a whole number >= {minimum}")
+        bound = "" if maximum is None else f" and <= {maximum}"
+        return _bad_type(name, key, value, f"a whole number >= {minimum}{bound}")
 
     return check
+
+
+#: The most RETRY allows. Backoff is capped at 1 s, so 20 retries already hold a command
+#: for 10-20 s, longer than a web request should wait; more only hides an outage.
+MAX_RETRY = 20
 
 
 MAX_SECONDS = 86_400 * 365  # beyond this, timestamps overflow the platform's time_t
@@ -472,29 +518,7 @@ def _check_seconds(*, allow_none: bool, minimum_exclusive: bool = False) -> Any:
 def _check_url(name: str, key: str, value: object) -> Problem | None:
     if not isinstance(value, str):
         return _bad_type(name, key, value, "a redis://, rediss:// or unix:// URL string")
-    masked = mask_url(value)
-    scheme = urlsplit(value).scheme
-    if scheme not in URL_SCHEMES:
-        return Problem(
-            E_BAD_URL,
-            f"Redis connection {name!r} has URL {masked!r} with scheme {scheme or 'none'!r}.",
-            connection=name,
-            key=key,
-            hint="Use redis://, rediss:// (TLS) or unix://.",
-        )
-    from redis.connection import parse_url
-
-    try:
-        parse_url(value)  # type: ignore[no-untyped-call]
-    except (ValueError, TypeError) as exc:
-        return Problem(
-            E_BAD_URL,
-            f"Redis connection {name!r} has URL {masked!r} that redis-py cannot parse: "
-            f"{mask_url(str(exc))}",
-            connection=name,
-            key=key,
-        )
-    return None
+    return check_url(name, key, value)
 
 
 def _check_sentinels(name: str, key: str, value: object) -> Problem | None:
@@ -510,7 +534,19 @@ def _check_sentinels(name: str, key: str, value: object) -> Problem | None:
             for pair in value
         )
     )
-    return None if ok else _bad_type(name, key, value, "a non-empty list of (host, port) pairs")
+    if not ok:
+        return _bad_type(name, key, value, "a non-empty list of (host, port) pairs")
+    assert isinstance(value, (list, tuple))
+    for index, (host, port) in enumerate(value):
+        if not host.strip() or not 1 <= port <= 65535:
+            return Problem(
+                E_BAD_VALUE,
+                f"Redis connection {name!r} has SENTINELS[{index}]={(host, port)!r}; expected "
+                "a non-empty host and a port from 1 to 65535.",
+                connection=name,
+                key=key,
+            )
+    return None
 
 
 def _check_name(name: str, key: str, value: object) -> Problem | None:
@@ -528,131 +564,6 @@ def _check_options(name: str, key: str, value: object) -> Problem | None:
     return _check_kwargs(name, key, value)
 
 
-def _option_problem(name: str, where: str, option: str, kind: str) -> Problem | None:
-    owner = OPTIONS_OWNED_BY_SETTINGS.get(option)
-    if owner is not None:
-        return Problem(
-            E_BAD_OPTION,
-            f"Redis connection {name!r} has {where}[{option!r}], which the {owner} setting "
-            "controls.",
-            connection=name,
-            key=f"{where}.{option}",
-            hint=f"Use {owner} instead.",
-        )
-    accepted = accepted_options(kind)
-    if option in accepted:
-        return None
-    guess = difflib.get_close_matches(option, sorted(accepted), n=1)
-    return Problem(
-        E_BAD_OPTION,
-        f"Redis connection {name!r} has {where}[{option!r}], which a {kind} connection "
-        "does not accept.",
-        connection=name,
-        key=f"{where}.{option}",
-        hint=f"Did you mean {guess[0]!r}?" if guess else None,
-    )
-
-
-# Parts of a URL that are addresses and credentials, not options.
-_URL_PARTS = frozenset({"host", "port", "path", "db", "username", "password", "connection_class"})
-
-
-def _check_options_for_kind(name: str, entry: Mapping[str, Any]) -> list[Problem]:
-    """OPTIONS and URL query options, against what this kind of connection really takes."""
-    url = entry.get("URL")
-    scheme = urlsplit(url).scheme if isinstance(url, str) else "redis"
-    if entry.get("FAKE") is True:
-        kind = "fake"
-    elif entry.get("CLUSTER") is True:
-        kind = "cluster-tls" if scheme == "rediss" else "cluster"
-    elif "SENTINELS" in entry:
-        kind = "sentinel"
-    else:
-        kind = {"rediss": "tls", "unix": "unix"}.get(scheme, "tcp")
-    problems: list[Problem] = []
-    options = entry.get("OPTIONS", {})
-    if isinstance(options, Mapping):
-        for option in options:
-            if isinstance(option, str):
-                problem = _option_problem(name, "OPTIONS", option, kind)
-                if problem is not None:
-                    problems.append(problem)
-    if isinstance(url, str) and scheme in URL_SCHEMES:
-        from redis.connection import parse_url
-
-        try:
-            parsed = parse_url(url)  # type: ignore[no-untyped-call]
-        except (ValueError, TypeError):
-            return problems  # reported by _check_url
-        for option in parsed:
-            if option not in _URL_PARTS:
-                problem = _option_problem(name, "URL", option, kind)
-                if problem is not None:
-                    problems.append(problem)
-        if _port(url) == 0:
-            problems.append(
-                Problem(
-                    E_BAD_URL,
-                    f"Redis connection {name!r} has URL {mask_url(url)!r} with port 0; "
-                    "redis-py would connect to 6379 instead.",
-                    connection=name,
-                    key="URL",
-                )
-            )
-        if kind.startswith("cluster") and parsed.get("db", 0) not in (0, "0"):
-            problems.append(
-                Problem(
-                    E_CONFLICT,
-                    f"Redis connection {name!r} has CLUSTER with a URL naming db "
-                    f"{parsed['db']}; Redis Cluster has only db 0.",
-                    connection=name,
-                    key="URL",
-                    hint="Remove the db from the URL.",
-                )
-            )
-    return problems
-
-
-def _port(url: str) -> int | None:
-    try:
-        return urlsplit(url).port
-    except ValueError:
-        return None
-
-
-@cache
-def accepted_options(kind: str) -> frozenset[str]:
-    """Keyword arguments a kind of connection accepts, read from redis-py's signatures."""
-    import redis
-    import redis.cluster
-    import redis.connection
-
-    conn = redis.connection
-    targets: list[Any] = [conn.AbstractConnection.__init__]
-    if kind in ("tcp", "tls", "sentinel", "cluster", "cluster-tls"):
-        targets.append(conn.Connection.__init__)
-    if kind in ("tls", "cluster-tls"):
-        targets.append(conn.SSLConnection.__init__)
-    if kind == "unix":
-        targets.append(conn.UnixDomainSocketConnection.__init__)
-    if kind.startswith("cluster"):
-        targets.append(redis.cluster.RedisCluster.__init__)
-    if kind == "fake":
-        targets = [redis.Redis.__init__]
-    names: set[str] = set()
-    for target in targets:
-        for param in inspect.signature(target).parameters.values():
-            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
-                names.add(param.name)
-    if kind == "sentinel":  # TLS to a Sentinel-managed primary is asked for with ssl=True
-        names.add("ssl")
-        names.update(inspect.signature(conn.SSLConnection.__init__).parameters)
-    if kind == "cluster":
-        names -= {"ssl"} | {n for n in names if n.startswith("ssl_")}
-    names -= {"self", "single_connection_client"}
-    return frozenset(names)
-
-
 _VALUE_CHECKS = {
     "URL": _check_url,
     "FAKE": _check_bool,
@@ -667,7 +578,8 @@ _VALUE_CHECKS = {
     "SOCKET_TIMEOUT": _check_seconds(allow_none=True, minimum_exclusive=True),
     "SOCKET_CONNECT_TIMEOUT": _check_seconds(allow_none=True, minimum_exclusive=True),
     "HEALTH_CHECK_INTERVAL": _check_seconds(allow_none=False),
-    "RETRY": _check_count(0),
+    "RETRY": _check_count(0, MAX_RETRY),
+    "CLIENT_NAME": _check_bool,
     "MULTIPLEX": _check_bool,
     "OPTIONS": _check_options,
 }

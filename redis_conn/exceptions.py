@@ -68,14 +68,17 @@ class OutcomeUnknown(RedisConnError):
     ``TimeoutError``, so code that handles those keeps working.
     """
 
-    def __init__(self, connection_name: str, command: str, detail: str) -> None:
+    def __init__(
+        self, connection_name: str, command: str, detail: str, *, message: str | None = None
+    ) -> None:
         self.connection_name = connection_name
         self.command = command
-        detail = detail.rstrip(".")
-        super().__init__(
-            f"Redis connection {connection_name!r}: {detail} after {command} was sent; "
-            "it may or may not have run, and it was not sent again."
-        )
+        if message is None:
+            message = (
+                f"Redis connection {connection_name!r}: {detail.rstrip('.')} after {command} "
+                "was sent; it may or may not have run, and it was not sent again."
+            )
+        super().__init__(message)
 
 
 class ConnectionLostAfterWrite(OutcomeUnknown, _RedisConnectionError):

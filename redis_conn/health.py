@@ -1,18 +1,33 @@
 """The health report: one dict per connection, as ``--json`` prints it (CONTRACT section 5).
 
 Each owning connection is checked once; its aliases repeat the result with ``alias_of`` set.
-Targets and error texts are masked, so no password ever reaches a report.
+Targets and error texts are masked, so no password ever reaches a report. With ``workers``
+each connection also gets its connection budget across processes (:mod:`redis_conn.budget`).
+
+A probe (PING, then INFO) runs on a connection of its own, opened for it and closed after it,
+never through the connection's pool and never retried: one attempt, connect and reply each
+bounded by ``SOCKET_CONNECT_TIMEOUT``. A probe therefore says at once that a stopped server is
+down (``RETRY`` would make it wait out the backoff), is not delayed by a full pool (which it
+reports as ``degraded``), and is not fooled by a stale pooled socket; the pool counts in the
+report are the application's own, untouched by the probe.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from redis_conn.config import ConnectionSpec
-from redis_conn.masking import mask_text
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from redis_conn.budget import ServerUse, apply_budgets, server_uses, summarize
+from redis_conn.config import DEFAULTS, ConnectionSpec
+from redis_conn.masking import connection_secrets, mask_text
 
 if TYPE_CHECKING:
     from redis_conn.registry import ConnectionRegistry
@@ -23,15 +38,31 @@ _SERVER_FACTS = ("redis_version", "role", "connected_clients", "used_memory")
 
 
 def build_report(
-    registry: ConnectionRegistry, *, ping: bool = True, names: Iterable[str] | None = None
+    registry: ConnectionRegistry,
+    *,
+    ping: bool = True,
+    names: Iterable[str] | None = None,
+    workers: int | None = None,
+    sockets: bool = True,
 ) -> dict[str, Any]:
+    """The report of ``names`` (default: all); ``workers``: the processes sharing the settings.
+
+    ``sockets``: also ask each server for the sockets named after the connection and its
+    maxclients (CLIENT LIST, CONFIG GET); a probe that runs every few seconds skips it.
+    """
     wanted = list(names) if names is not None else registry.names()
     specs = [registry.spec(name) for name in wanted]
     checked: dict[str, dict[str, Any]] = {}
-    entries = []
+    uses: dict[str, list[ServerUse]] = {}
     for spec in specs:
         if spec.root not in checked:
-            checked[spec.root] = check_connection(registry, registry.spec(spec.root), ping=ping)
+            root = registry.spec(spec.root)
+            checked[spec.root], uses[spec.root] = _check(registry, root, ping=ping, sockets=sockets)
+    if workers is not None:
+        roots = {name: registry.spec(name) for name in checked}
+        apply_budgets(checked, roots, uses, workers)
+    entries = []
+    for spec in specs:
         entry = dict(checked[spec.root])
         entry["name"], entry["alias_of"] = spec.name, spec.alias_of
         entries.append({"name": entry.pop("name"), "alias_of": entry.pop("alias_of"), **entry})
@@ -47,6 +78,14 @@ def overall_status(statuses: Iterable[str]) -> str:
     return "degraded"
 
 
+def public_report(report: dict[str, Any]) -> dict[str, Any]:
+    """What a health view shows anyone: the statuses, no targets, errors, pools or servers."""
+    return {
+        "status": report["status"],
+        "connections": [{"name": c["name"], "status": c["status"]} for c in report["connections"]],
+    }
+
+
 def exit_code(report: dict[str, Any]) -> int:
     """0 when every connection is reachable, 1 otherwise (for scripts and probes)."""
     return 0 if all(c["status"] != "down" for c in report["connections"]) else 1
@@ -55,6 +94,14 @@ def exit_code(report: dict[str, Any]) -> int:
 def check_connection(
     registry: ConnectionRegistry, spec: ConnectionSpec, *, ping: bool
 ) -> dict[str, Any]:
+    """One connection's entry of the report (without a budget)."""
+    return _check(registry, spec, ping=ping)[0]
+
+
+def _check(
+    registry: ConnectionRegistry, spec: ConnectionSpec, *, ping: bool, sockets: bool = True
+) -> tuple[dict[str, Any], list[ServerUse]]:
+    uses: list[ServerUse] = []
     entry: dict[str, Any] = {
         "kind": spec.kind,
         "target": spec.target,
@@ -63,33 +110,37 @@ def check_connection(
         "ping_ms": None,
         "pool": None,
         "server": None,
+        "server_connections": None,
+        "maxclients": None,
+        "budget": None,
         "mode": "multiplexed" if spec.multiplex else "pooled",
         "multiplex": _multiplex_report(spec),
     }
+    if spec.kind == "cluster":
+        return _check_cluster(registry, spec, entry, ping=ping, sockets=sockets)
     problems: list[str] = []
     try:
         client = registry.get(spec.name)
         if ping:
-            entry["ping_ms"] = _ping_ms(client)
-            entry["server"] = _server_facts(client, spec)
+            entry["ping_ms"], entry["server"], info = _probe_server(client, spec)
             if entry["ping_ms"] > SLOW_PING_MS:
                 problems.append(f"PING took {entry['ping_ms']:.0f} ms")
+            if sockets and spec.kind != "fake":
+                uses = server_uses(client, spec, info=info, opened=_probing)
+                entry["server_connections"], entry["maxclients"] = summarize(uses)
         entry["pool"], pool_problems = _pool_report(client, spec)
         problems.extend(pool_problems)
-        if spec.kind == "cluster":
-            entry["nodes"], node_problems = _cluster_nodes(client, ping=ping)
-            problems.extend(node_problems)
         role = (entry["server"] or {}).get("role")
         if spec.kind == "sentinel" and role not in (None, "master"):
             problems.append(f"sentinel primary answers as {role}")
     except Exception as exc:  # a report shows every failure; it never raises one
         entry["status"] = "down"
         entry["error"] = _describe(exc, spec)
-        return entry
+        return entry, []
     if problems:
         entry["status"] = "degraded"
         entry["error"] = "; ".join(problems)
-    return entry
+    return entry, uses
 
 
 def _multiplex_report(spec: ConnectionSpec) -> dict[str, int] | None:
@@ -102,13 +153,31 @@ def _multiplex_report(spec: ConnectionSpec) -> dict[str, int] | None:
 
 
 def _describe(exc: BaseException, spec: ConnectionSpec) -> str:
-    secrets = tuple(
-        str(value)
-        for options in (spec.options, spec.sentinel_kwargs)
-        for key, value in options.items()
-        if "password" in key and value
-    )
-    return mask_text(f"{type(exc).__name__}: {exc}", secrets)
+    secrets = connection_secrets(spec.url, spec.options, spec.sentinel_kwargs)
+    message = str(exc)
+    prefix = f"Redis connection {spec.root!r}: "
+    if not message.startswith(prefix):  # errors of the probe's own connection
+        message = prefix + message
+    return mask_text(f"{type(exc).__name__}: {message}", secrets)
+
+
+@contextmanager
+def probe(pool: Any) -> Iterator[redis.Redis]:
+    """A client on one new connection to ``pool``'s server, with the same settings but no
+    retries and every wait bounded by the connect timeout; closed on exit. ``pool`` is only
+    read (its connection class and keyword arguments), never used."""
+    kwargs = dict(pool.connection_kwargs)
+    if kwargs.get("client_name"):  # named apart, so that it is never counted as the app's
+        kwargs["client_name"] = f"{kwargs['client_name']}:probe"
+    bound = kwargs.get("socket_connect_timeout") or DEFAULTS["SOCKET_CONNECT_TIMEOUT"]
+    kwargs.update(retry=Retry(NoBackoff(), 0), socket_timeout=bound, socket_connect_timeout=bound)
+    own = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=1, **kwargs)
+    try:
+        # Connect first, so that ping_ms is the PING's round trip, not the handshake.
+        own.release(own.get_connection())
+        yield redis.Redis(connection_pool=own)
+    finally:
+        own.disconnect()
 
 
 def _ping_ms(client: Any) -> float:
@@ -117,20 +186,32 @@ def _ping_ms(client: Any) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def _server_facts(client: Any, spec: ConnectionSpec) -> dict[str, Any]:
-    if spec.kind == "fake":  # fakeredis has no INFO: say what it is
+def _probing(client: Any) -> contextlib.AbstractContextManager[redis.Redis]:
+    return probe(client.connection_pool)
+
+
+def _probe_server(
+    client: Any, spec: ConnectionSpec
+) -> tuple[float, dict[str, Any], dict[str, Any] | None]:
+    """PING time, server facts and INFO, from a probe connection (fakeredis: the client
+    itself, and no INFO)."""
+    if spec.kind == "fake":  # in-process: no socket to probe, and no INFO; say what it is
         from importlib.metadata import version
 
-        return {
+        facts = {
             "version": f"fakeredis {version('fakeredis')}",
             "role": "master",
             "connected_clients": None,
             "used_memory": None,
         }
-    if spec.kind == "cluster":
-        info = client.info(target_nodes=client.get_default_node())
-    else:
-        info = client.info()
+        return _ping_ms(client), facts, None
+    with probe(client.connection_pool) as server:  # for a cluster, the client of one node
+        ping_ms = _ping_ms(server)
+        info: dict[str, Any] = server.info()
+        return ping_ms, _server_facts(info), info
+
+
+def _server_facts(info: dict[str, Any]) -> dict[str, Any]:
     facts = {key: info.get(key) for key in _SERVER_FACTS}
     facts["version"] = facts.pop("redis_version")
     return {"version": facts["version"], **{k: v for k, v in facts.items() if k != "version"}}
@@ -166,33 +247,160 @@ def _nodes(client: Any) -> list[Any]:
     return [n for n in client.get_nodes() if n.redis_connection is not None]
 
 
-def _cluster_nodes(client: Any, *, ping: bool) -> tuple[list[dict[str, Any]], list[str]]:
-    nodes, problems = [], []
-    for node in client.get_nodes():
-        item: dict[str, Any] = {"node": node.name, "role": node.server_type, "status": "ok"}
+# -- Redis Cluster ------------------------------------------------------------------------------
+# redis-py's view of a cluster forgets a node once it stops serving slots: a dead primary would
+# just vanish from the report. The report lists every node it knows of: the configured one,
+# the client's view, and every node the cluster itself lists (failed ones included).
+
+_ROLES = {"master": "primary", "slave": "replica"}
+
+
+def _check_cluster(
+    registry: ConnectionRegistry,
+    spec: ConnectionSpec,
+    entry: dict[str, Any],
+    *,
+    ping: bool,
+    sockets: bool,
+) -> tuple[dict[str, Any], list[ServerUse]]:
+    uses: list[ServerUse] = []
+    try:
+        client = registry.get(spec.name)  # redis-py asks the configured node for the topology
+        entry["pool"], problems = _pool_report(client, spec)
+        nodes = _cluster_nodes(client, spec, ping=ping)
+        if ping and sockets:
+            uses = server_uses(client, spec, opened=_probing)
+            entry["server_connections"], entry["maxclients"] = summarize(uses)
+    except Exception as exc:  # a report shows every failure; it never raises one
+        entry["status"] = "down"
+        entry["error"] = _describe(exc, spec)
+        return entry, []
+    by_node = {use.address: use for use in uses}
+    for node in nodes:
+        use = by_node.get(node.name)
+        if use is not None:
+            node.report["server_connections"], node.report["maxclients"] = use.named, use.maxclients
+    entry["nodes"] = [node.report for node in nodes]
+    answering = [node for node in nodes if node.answered]
+    down = [node.problem for node in nodes if node.problem is not None]
+    if ping:
+        if not answering:
+            entry["status"] = "down"
+            entry["error"] = "no node of the cluster answers: " + "; ".join(down)
+            return entry, uses
+        entry["ping_ms"] = max(node.report["ping_ms"] for node in answering)
+        primary = next((n for n in answering if n.report["role"] == "primary"), answering[0])
+        if primary.info is not None:
+            entry["server"] = _server_facts(primary.info)
+        if entry["ping_ms"] > SLOW_PING_MS:
+            problems.append(f"PING took {entry['ping_ms']:.0f} ms")
+    problems = down + problems
+    if problems:
+        entry["status"] = "degraded"
+        entry["error"] = "; ".join(problems)
+    return entry, uses
+
+
+class _Node:
+    """One node of the report, checked with a probe (one attempt, never through the pool)
+    on the client's node settings, or those redis-py would give a node it does not use."""
+
+    def __init__(self, name: str, role: str, flags: list[str]) -> None:
+        self.name, self.flags = name, flags
+        self.cluster_role: str | None = None  # from CLUSTER NODES
+        self.client: Any = None
+        self.report: dict[str, Any] = {"node": name, "role": role, "status": "ok"}
+        self.answered = False
+        self.info: dict[str, Any] | None = None
+        self.problem: str | None = None
+
+    def check(self, cluster: Any, spec: ConnectionSpec) -> None:
+        own = self.client is None
+        if own:
+            host, _, port = self.name.rpartition(":")
+            manager = cluster.nodes_manager
+            self.client = manager.create_redis_node(host, int(port), **manager.connection_kwargs)
+        try:
+            with probe(self.client.connection_pool) as server:
+                self.report["ping_ms"] = _ping_ms(server)
+                self.answered = True
+                with contextlib.suppress(Exception):
+                    self.info = server.info()
+                # A node's own word on its role; the cluster's gossip and redis-py's view lag.
+                with contextlib.suppress(Exception):  # e.g. an ACL user without ROLE
+                    role = server.execute_command("ROLE")[0]  # type: ignore[no-untyped-call]
+                    role = role.decode() if isinstance(role, bytes) else str(role)
+                    self.report["role"] = _ROLES.get(role, self.report["role"])
+        except Exception as exc:
+            if self.cluster_role is not None:  # what the cluster last knew it as
+                self.report["role"] = self.cluster_role
+            error = _describe(exc, spec)
+            failed = ", marked failed by the cluster" if "fail" in self.flags else ""
+            self.report.update(status="down", error=error)
+            self.problem = f"node {self.name} ({self.report['role']}{failed}) is down: {error}"
+        finally:
+            if own:
+                self.client.close()
+
+
+def _cluster_nodes(cluster: Any, spec: ConnectionSpec, *, ping: bool) -> list[_Node]:
+    nodes: dict[str, _Node] = {}
+    for node in cluster.get_nodes():
+        item = nodes[node.name] = _Node(node.name, node.server_type, [])
+        item.client = node.redis_connection
         pool = node.redis_connection.connection_pool if node.redis_connection else None
         if pool is not None and hasattr(pool, "usage"):
             usage = pool.usage()
-            item["in_use"], item["created"] = usage.in_use, usage.created
-        if ping:
-            try:
-                item["ping_ms"] = _ping_ms(node.redis_connection)
-            except Exception as exc:
-                item["status"] = "down"
-                item["error"] = mask_text(f"{type(exc).__name__}: {exc}")
-                problems.append(f"node {node.name} ({node.server_type}) is down")
-        nodes.append(item)
-    return nodes, problems
+            item.report["in_use"], item.report["created"] = usage.in_use, usage.created
+    if ping:
+        for name, info in _cluster_view(cluster).items():
+            flags = [f for f in str(info.get("flags", "")).split(",") if f != "myself"]
+            role = next((_ROLES[f] for f in flags if f in _ROLES), "unknown")
+            if name not in nodes:
+                nodes[name] = _Node(name, role, flags)
+            nodes[name].flags = flags
+            nodes[name].cluster_role = role if role != "unknown" else None
+    for startup in cluster.nodes_manager.startup_nodes.values():
+        if startup.name not in nodes:
+            nodes[startup.name] = _Node(startup.name, "configured", [])
+    if ping:
+        for node in nodes.values():
+            node.check(cluster, spec)
+    return sorted(nodes.values(), key=lambda n: n.name)
+
+
+def _cluster_view(cluster: Any) -> dict[str, Any]:
+    """CLUSTER NODES of the first node that answers: every node the cluster knows, with its
+    flags (``fail``: the cluster agreed it is down)."""
+    for node in cluster.get_nodes():
+        if node.redis_connection is None:
+            continue
+        try:
+            view = node.redis_connection.cluster("NODES")  # parsed by redis-py
+        except Exception:  # the next node may answer
+            continue
+        if not isinstance(view, dict):
+            continue
+        # A node without an address yet (``:0``) cannot be checked.
+        return {name: info for name, info in view.items() if not name.endswith(":0")}
+    return {}
 
 
 def render(report: dict[str, Any], *, as_json: bool = False) -> str:
-    """The report as the CLIs print it: JSON, or a table a person reads at a glance."""
+    """The report as the CLIs print it: JSON, or a table a person reads at a glance.
+
+    With a budget (``--workers``) the table has two more columns: the sockets named after
+    the connection on its server (every process) of ``maxclients``, and the budget.
+    """
     if as_json:
         import json
 
         return json.dumps(report, indent=2)
-    header = ("NAME", "KIND", "TARGET", "STATUS", "PING", "POOL", "SERVER")
-    rows = [header]
+    budgets = any(c.get("budget") for c in report["connections"])
+    header: tuple[str, ...] = ("NAME", "KIND", "TARGET", "STATUS", "PING", "POOL", "SERVER")
+    if budgets:
+        header += ("NAMED", "BUDGET")
+    rows: list[tuple[str, ...]] = [header]
     for c in report["connections"]:
         name = c["name"] if c["alias_of"] is None else f"{c['name']} -> {c['alias_of']}"
         ping = "-" if c["ping_ms"] is None else f"{c['ping_ms']:.2f}ms"
@@ -205,9 +413,18 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
         server_text = " ".join(
             str(v) for v in (server.get("version"), server.get("role")) if v is not None
         )
-        rows.append(
-            (name, c["kind"], c["target"], c["status"], ping, pool_text, server_text or "-")
+        row: tuple[str, ...] = (
+            name,
+            c["kind"],
+            c["target"],
+            c["status"],
+            ping,
+            pool_text,
+            server_text or "-",
         )
+        if budgets:
+            row += (_named_text(c), _budget_text(c.get("budget")))
+        rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -216,6 +433,9 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
     for c in report["connections"]:
         if c["error"]:
             lines.append(f"{c['name']}: {c['error']}")
+    for c in report["connections"]:  # Django's report: the CACHES aliases on each connection
+        if c.get("caches"):
+            lines.append(f"{c['name']}: used by CACHES {', '.join(map(repr, c['caches']))}")
     for c in report["connections"]:
         mux = c.get("multiplex")
         if mux is not None and c["alias_of"] is None:
@@ -224,5 +444,23 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
                 f"{mux['connected']} shared connection(s) of {mux['event_loops']} event "
                 f"loop(s), {mux['reconnects']} reconnect(s)"
             )
-    lines.append(f"overall: {report['status']}  (POOL = in use/created/max)")
+    legend = "POOL = in use/created/max"
+    if budgets:
+        legend += "; NAMED = sockets with this name on the server/maxclients"
+    lines.append(f"overall: {report['status']}  ({legend})")
     return "\n".join(lines)
+
+
+def _named_text(entry: dict[str, Any]) -> str:
+    named, limit = entry.get("server_connections"), entry.get("maxclients")
+    if named is None and limit is None:
+        return "-"
+    return f"{'?' if named is None else named}/{'?' if limit is None else limit}"
+
+
+def _budget_text(budget: dict[str, Any] | None) -> str:
+    if not budget:
+        return "-"
+    if budget["percent"] is None:
+        return f"{budget['total']}"
+    return f"{budget['server_total']} ({budget['percent']:g}%)"

@@ -18,7 +18,7 @@ Exactly once (CONTRACT sections 6 and 8):
   its reply dropped, so the connection never desynchronises;
 - a lost connection fails every command in flight: a write with
   :class:`~redis_conn.exceptions.ConnectionLostAfterWrite`, never re-sent; a read-only command
-  (redis-py's static list) is re-sent once when RETRY allows;
+  (:func:`redis_conn.read_only.may_resend`) is re-sent once when RETRY allows;
 - a reply later than SOCKET_TIMEOUT fails the commands in flight (a write with
   :class:`~redis_conn.exceptions.TimeoutAfterWrite`) and closes the connection;
 - the next command reconnects, on a new connection object, so nothing late from the old
@@ -34,7 +34,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from redis.commands.cluster import READ_COMMANDS
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
@@ -42,30 +41,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
 from redis_conn.config import ConnectionSpec
-from redis_conn.exceptions import ConnectionLostAfterWrite, TimeoutAfterWrite
+from redis_conn.exceptions import ConnectionLostAfterWrite, OutcomeUnknown, TimeoutAfterWrite
+from redis_conn.guarded import has_data, numbers_as_text
+from redis_conn.read_only import command_name, may_resend
 
 __all__ = ["Batch", "MultiplexUsage", "Multiplexer", "usage"]
 
-_READ_ONLY = frozenset(READ_COMMANDS)
-
-
-def _command_name(args: tuple[Any, ...]) -> str:
-    name = args[0]
-    if isinstance(name, bytes | bytearray | memoryview):
-        name = bytes(name).decode("utf-8", "replace")
-    return str(name).upper()
-
-
-def _describe(name: str, args: tuple[Any, ...]) -> str:
-    # pipeline.py's describer (command and first key, never values); imported late because
-    # the pipeline modules import the registry, which imports this module.
-    from redis_conn.pipeline import describe_command
-
-    return describe_command(name, args).removeprefix(f"{name!r}: ")
-
 
 def _reason(exc: BaseException, name: str) -> str:
-    """A network error's own words, without the "Redis connection 'x': " prefix it may carry."""
+    """A network error's own words, without the "Redis connection 'x': " prefix it may carry
+    (nor the guarded connection's own "may or may not have run" wrapping)."""
+    if isinstance(exc, OutcomeUnknown) and exc.__cause__ is not None:
+        exc = exc.__cause__
     text = str(exc).removeprefix(f"Redis connection {name!r}: ").rstrip(".")
     return text or type(exc).__name__
 
@@ -210,7 +197,9 @@ class Multiplexer:
         fast = self._fast_pack
         if fast is not None:
             try:
-                return fast(*args)
+                # Numbers as text first, as the guarded connections do: hiredis formats them
+                # without checking for an exception, and one from a signal handler crashes it.
+                return fast(*numbers_as_text(args))
             except DataError:  # not a plain str/bytes/int/float: the encoder decides, or says why
                 pass
         return self.packer().pack_command(*args)
@@ -355,7 +344,7 @@ class Multiplexer:
         conn, generation = self._conn, self._generation
         assert self._loop is not None
         try:
-            if await _has_data(conn):
+            if await has_data(conn):
                 raise RedisConnectionError("the idle connection was closed by the server")
             idle = self._loop.time() - self._progress
             if self._health_interval and idle > self._health_interval:
@@ -459,7 +448,7 @@ class Multiplexer:
             slot.args is not None
             and not slot.retried
             and self._resend_reads
-            and _command_name(slot.args) in _READ_ONLY
+            and may_resend(slot.args)
         )
 
     def _failure(self, slot: _Slot, exc: BaseException, timed_out: bool) -> BaseException:
@@ -467,8 +456,7 @@ class Multiplexer:
         if slot.args is None:
             command, read_only = slot.label, False
         else:
-            command = _describe(name, slot.args)
-            read_only = _command_name(slot.args) in _READ_ONLY
+            command, read_only = command_name(slot.args), may_resend(slot.args)
         error: BaseException
         if timed_out:
             detail = f"no reply within SOCKET_TIMEOUT={self._timeout:g}s"
@@ -548,13 +536,6 @@ class Multiplexer:
     def __repr__(self) -> str:
         state = "connected" if self._connected else "idle"
         return f"<Multiplexer {self.name!r} {state} in_flight={self.in_flight}>"
-
-
-async def _has_data(conn: Any) -> bool:
-    check = getattr(conn, "can_read", None)  # redis-py 8; 7.x has can_read_destructive
-    if check is None:
-        check = conn.can_read_destructive
-    return bool(await check())
 
 
 async def _quietly_disconnect(conn: Any, *, wait: bool = False) -> None:

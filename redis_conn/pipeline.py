@@ -2,7 +2,7 @@
 
 A *root* pipeline owns the queue. Commands are grouped by backend (the resolved connection, so
 aliases share a batch), and ``execute()`` sends each backend's batch in one round trip: the
-calling thread sends one batch itself, a small process-wide thread pool sends the others, and
+calling thread sends one batch itself, a small pool of threads per backend sends the others, and
 every batch finishes before any error is raised. A *nested* pipeline (``pipeline(parent)``)
 queues straight into its root, in call order, and only decides what happens to its own commands
 when its block ends: kept (``execute()`` or ``autocommit``) or discarded. Nested pipelines never
@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from types import TracebackType
@@ -28,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.cluster import RedisCluster
 from redis.commands import CoreCommands
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
     ExecAbortError,
     InvalidResponse,
@@ -38,7 +38,14 @@ from redis.exceptions import (
     WatchError,
 )
 
-from redis_conn.exceptions import PipelineError, ResultNotReady
+from redis_conn.cluster import send_cluster_batch
+from redis_conn.exceptions import (
+    ConnectionLostAfterWrite,
+    OutcomeUnknown,
+    PipelineError,
+    ResultNotReady,
+)
+from redis_conn.pools import fork_generation
 from redis_conn.registry import ConnectionRegistry, current_registry
 
 __all__ = ["Future", "Pipeline", "PipelineBase", "pipeline"]
@@ -543,11 +550,18 @@ def settle_unsent_empty(futures: list[Future[Any]]) -> list[Future[Any]]:
     return to_send
 
 
-def interrupted(name: str, exc: BaseException) -> RedisConnectionError:
-    """What the unanswered commands of a batch stopped by KeyboardInterrupt/cancel settle with."""
-    error = RedisConnectionError(
-        f"Redis connection {name!r}: the batch was interrupted by {type(exc).__name__}; its "
-        "connection was closed and the unanswered commands may or may not have run."
+def interrupted(name: str, exc: BaseException) -> ConnectionLostAfterWrite:
+    """What the unanswered commands of a batch stopped by an error, KeyboardInterrupt or a
+    cancellation settle with: they were written, so they may or may not have run."""
+    cause = type(exc)
+    if isinstance(exc, OutcomeUnknown):  # say TimeoutError, not our subclass's name
+        cause = next(c for c in cause.__mro__ if c.__module__ == "redis.exceptions")
+    error = ConnectionLostAfterWrite(
+        name,
+        "the batch",
+        "",
+        message=f"Redis connection {name!r}: the batch was interrupted by {cause.__name__}; "
+        "its connection was closed and the unanswered commands may or may not have run.",
     )
     error.__cause__ = exc
     return error
@@ -653,11 +667,9 @@ def _send_transaction(client: Any, name: str, futures: list[Future[Any]]) -> Bas
 
 
 def _send_cluster(client: Any, futures: list[Future[Any]]) -> BaseException | None:
-    # The cluster pipeline routes by slot and follows MOVED/ASK itself.
-    batch = client.pipeline(transaction=False)
-    for future in futures:
-        batch.execute_command(*future._args, **future._options)
-    return settle_replies(futures, batch.execute(raise_on_error=False))
+    # Routed by slot, MOVED/ASK followed, and nothing written sent twice: redis_conn.cluster.
+    replies = send_cluster_batch(client, [(f._args, f._options) for f in futures])
+    return settle_replies(futures, replies)
 
 
 def _send_cluster_transaction(
@@ -702,53 +714,79 @@ def send_batch(root: Root, name: str, futures: list[Future[Any]]) -> BaseExcepti
 # -- running the batches -----------------------------------------------------------------------
 
 
-class _SharedExecutor:
-    """One small thread pool per process for the second and further backends of an execute.
+class _BackendThreads:
+    """Threads that send the second and further batches of an execute: a small pool per backend.
 
-    Created on first need; a forked child drops it (its threads stayed in the parent).
-    ``max_workers = 0`` sends batches one after another (the tests use it).
+    Per backend, so that a backend that hangs ties up only its own threads and pipelines that
+    do not use it never queue behind it (CONTRACT section 6). A backend gets at most as many
+    threads as it has connections (a batch needs one) and :attr:`max_workers`; they are made
+    on first need, and a forked child makes its own. ``max_workers = 0`` sends batches one
+    after another in the calling thread (the tests use it).
     """
 
     def __init__(self, max_workers: int) -> None:
         self.max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> ThreadPoolExecutor | None:
+    def for_backend(self, client: Any, name: str, limit: int) -> ThreadPoolExecutor | None:
         if self.max_workers <= 0:
             return None
-        pool = self._pool
-        if pool is None:
+        held = getattr(client, "_redis_conn_threads", None)
+        if held is None or held[0] != fork_generation[0]:
             with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(
-                        max_workers=self.max_workers, thread_name_prefix="redis_conn-pipeline"
+                held = getattr(client, "_redis_conn_threads", None)
+                if held is None or held[0] != fork_generation[0]:
+                    threads = ThreadPoolExecutor(
+                        max_workers=max(1, min(limit, self.max_workers)),
+                        thread_name_prefix=f"redis_conn-pipeline-{name}",
                     )
-                pool = self._pool
-        return pool
+                    held = (fork_generation[0], threads)
+                    client._redis_conn_threads = held
+        executor: ThreadPoolExecutor = held[1]
+        return executor
 
     def forget(self) -> None:
-        self._pool = None
         self._lock = threading.Lock()
 
 
-_executor = _SharedExecutor(min(32, (os.cpu_count() or 1) + 4))
-os.register_at_fork(after_in_child=_executor.forget)
+_threads = _BackendThreads(32)
+os.register_at_fork(after_in_child=_threads.forget)
 
 
 def _send_all(root: Root, work: Work) -> list[BaseException | None]:
-    pool = _executor.get() if len(work) > 1 else None
-    if pool is None:  # one backend (or serial mode): no thread hop at all
+    if len(work) == 1 or _threads.max_workers <= 0:  # no thread hop at all
         return _send_one_by_one(root, work)
+    others: list[tuple[int, ConcurrentFuture[BaseException | None]]] = []
+    here = [0]
+    for index in range(1, len(work)):
+        name, futures = work[index]
+        executor = _backend_threads(root, name)
+        try:
+            if executor is not None:
+                others.append((index, executor.submit(send_batch, root, name, futures)))
+                continue
+        except RuntimeError:  # the interpreter is shutting down: no new threads
+            pass
+        here.append(index)
+    errors: list[BaseException | None] = [None] * len(work)
     try:
-        others = [pool.submit(send_batch, root, name, futures) for name, futures in work[1:]]
-    except RuntimeError:  # the interpreter is shutting down: no new threads
-        return _send_one_by_one(root, work)
-    try:
-        first = send_batch(root, *work[0])
+        done = _send_one_by_one(root, [work[i] for i in here])
+        for index, error in zip(here, done, strict=True):
+            errors[index] = error
     finally:
-        wait_all(others)  # even when interrupted: never raise while other batches still run
-    return [first, *(other.result() for other in others)]
+        wait_all([f for _, f in others])  # even when interrupted: never raise while batches run
+    for index, future in others:
+        errors[index] = future.result()
+    return errors
+
+
+def _backend_threads(root: Root, name: str) -> ThreadPoolExecutor | None:
+    try:
+        client = root.registry.get(name)
+        limit = root.registry.spec(name).max_connections
+    except Exception:  # send_batch reports it, in the calling thread
+        return None
+    return _threads.for_backend(client, root.registry.resolve(name), limit)
 
 
 def _send_one_by_one(root: Root, work: Work) -> list[BaseException | None]:

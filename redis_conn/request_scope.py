@@ -7,31 +7,38 @@ see each other's commands); :func:`current_pipeline` returns its root from anywh
 request. At the end of the request the framework calls :meth:`RequestPipeline.flush` (or
 :meth:`~RequestPipeline.aflush` on an event loop) after the view returned, or
 :meth:`~RequestPipeline.discard` if it raised.
+
+What the pipeline sent is counted in :class:`RequestStats` (commands, round trips, time): the
+``Server-Timing`` header, the request metrics and the debug toolbar panel read it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any, Literal
 
+from redis_conn import metrics
 from redis_conn.async_pipeline import execute_on_loop, sends_on_loop
 from redis_conn.exceptions import PipelineError
-from redis_conn.pipeline import Pipeline, Root, pipeline
-from redis_conn.registry import ConnectionRegistry
+from redis_conn.pipeline import Future, Pipeline, Root
+from redis_conn.registry import ConnectionRegistry, current_registry
 
 __all__ = [
     "ON_ERROR_CHOICES",
     "PipelineProxy",
     "RequestPipeline",
+    "RequestStats",
     "activate",
     "add_scope_resolver",
     "current_pipeline",
     "current_scope",
     "deactivate",
+    "server_timing_header",
 ]
 
 logger = logging.getLogger("redis_conn.request")
@@ -39,6 +46,88 @@ logger = logging.getLogger("redis_conn.request")
 OnError = Literal["raise", "log"]
 #: What a failed flush may do: propagate the :class:`PipelineError`, or log it and go on.
 ON_ERROR_CHOICES: tuple[OnError, ...] = ("raise", "log")
+
+#: One execute of the request's pipeline: (connection name, futures sent) per backend.
+Round = list[tuple[str, list[Future[Any]]]]
+
+
+class RequestStats:
+    """What one request's pipeline sent: each execute's batches, and the time they took.
+
+    A batch is one round trip (one per backend per execute, the backends concurrently);
+    ``commands - round_trips`` are the round trips the pipeline saved.
+    """
+
+    __slots__ = ("rounds", "seconds")
+
+    def __init__(self) -> None:
+        self.rounds: list[Round] = []
+        self.seconds = 0.0
+
+    @property
+    def commands(self) -> int:
+        return sum(len(futures) for sent in self.rounds for _, futures in sent)
+
+    @property
+    def round_trips(self) -> int:
+        return sum(len(sent) for sent in self.rounds)
+
+    def server_timing(self) -> str:
+        """``redis;dur=1.8;desc="7 commands, 2 round trips"`` (milliseconds)."""
+        return (
+            f"redis;dur={self.seconds * 1000:.1f};"
+            f'desc="{_plural(self.commands, "command")}, '
+            f'{_plural(self.round_trips, "round trip")}"'
+        )
+
+    def __repr__(self) -> str:
+        return f"<RequestStats {self.commands} commands, {self.round_trips} round trips>"
+
+
+def server_timing_header(existing: str | None, stats: RequestStats) -> str:
+    """A response's ``Server-Timing`` header with the request's Redis time added to it."""
+    value = stats.server_timing()
+    return f"{existing}, {value}" if existing else value
+
+
+class _MeasuredPipeline(Pipeline):
+    """The request's root pipeline: counts and times what each execute() sends.
+
+    ``p[name]`` views copy the instance, so they share the stats.
+    """
+
+    _stats: RequestStats
+
+    def execute(self) -> None:
+        if self._pending is not None:
+            super().execute()
+            return
+        sent = [(b.connection, list(b.futures)) for b in self._root.batches.values() if b.futures]
+        if not sent:
+            super().execute()
+            return
+        started = time.perf_counter()
+        try:
+            super().execute()
+        finally:
+            self._stats.seconds += time.perf_counter() - started
+            self._stats.rounds.append(sent)
+
+    async def execute_on_loop(self) -> None:
+        """:meth:`execute` from the event loop, on its asyncio clients (for MULTIPLEX
+        connections, whose shared connections live there), counted and timed the same way."""
+        sent = [(b.connection, list(b.futures)) for b in self._root.batches.values() if b.futures]
+        started = time.perf_counter()
+        try:
+            await execute_on_loop(self)
+        finally:
+            if sent:
+                self._stats.seconds += time.perf_counter() - started
+                self._stats.rounds.append(sent)
+
+    def __repr__(self) -> str:
+        # To its users it is the request's Pipeline; the measuring is a detail.
+        return f"<Pipeline root {self._name!r} queued={len(self)}>"
 
 
 class RequestPipeline:
@@ -49,7 +138,7 @@ class RequestPipeline:
     (e.g. ``"GET /orders/"``) only goes into log messages.
     """
 
-    __slots__ = ("_finished", "_registry", "_root", "description", "name")
+    __slots__ = ("_finished", "_registry", "_root", "_stats", "description", "name")
 
     def __init__(
         self,
@@ -62,12 +151,18 @@ class RequestPipeline:
         self.name = name
         self.description = description
         self._root: Pipeline | None = None
+        self._stats: RequestStats | None = None
         self._finished: str | None = None  # "flushed" or "discarded" once the request is over
 
     @property
     def started(self) -> bool:
         """Whether the root pipeline exists (something used it during this request)."""
         return self._root is not None
+
+    @property
+    def stats(self) -> RequestStats:
+        """What the request's pipeline sent so far (empty if it was never used)."""
+        return self._stats if self._stats is not None else RequestStats()
 
     @property
     def finished(self) -> bool:
@@ -86,7 +181,8 @@ class RequestPipeline:
             )
         root = self._root
         if root is None:
-            root = self._root = _new_root(self._registry, self.name)
+            self._stats = RequestStats()
+            root = self._root = _new_root(self._registry, self.name, self._stats)
         return root
 
     def flush(self, *, on_error: OnError = "raise") -> None:
@@ -101,14 +197,17 @@ class RequestPipeline:
             return
         self._finished = "flushed"
         root = self._root
-        if root is None or not len(root):
+        if root is None:
             return
         try:
-            root.execute()
+            if len(root):
+                root.execute()
         except Exception as exc:
             self._log_failure(exc, on_error)
             if on_error == "raise":
                 raise
+        finally:
+            self._report()
 
     async def aflush(self, *, on_error: OnError = "raise") -> None:
         """:meth:`flush` for an event loop: the round trips run in a worker thread, or on the
@@ -119,18 +218,22 @@ class RequestPipeline:
         _check_on_error(on_error)
         root = self._root
         if self._finished is not None or root is None or not len(root):
-            self._finished = self._finished or "flushed"
+            if self._finished is None:
+                self._finished = "flushed"
+                self._report()
             return
         if not sends_on_loop(root):
             await asyncio.to_thread(self.flush, on_error=on_error)
             return
         self._finished = "flushed"
         try:
-            await execute_on_loop(root)
+            await _execute_on_loop(root)
         except Exception as exc:
             self._log_failure(exc, on_error)
             if on_error == "raise":
                 raise
+        finally:
+            self._report()
 
     def discard(self) -> None:
         """Drop everything still queued (the view raised) and end the request's pipeline."""
@@ -139,6 +242,12 @@ class RequestPipeline:
         self._finished = "discarded"
         if self._root is not None:
             self._root.discard()
+            self._report()  # what an execute() in the view sent was sent all the same
+
+    def _report(self) -> None:
+        stats = self._stats
+        if stats is not None and stats.rounds:
+            metrics.request_finished(stats.commands, stats.round_trips, stats.seconds)
 
     def _for(self) -> str:
         return "" if self.description is None else f" of {self.description}"
@@ -212,7 +321,7 @@ class PipelineProxy:
         when a MULTIPLEX connection has commands queued)."""
         root = self._scope.pipeline
         if sends_on_loop(root):
-            await execute_on_loop(root)
+            await _execute_on_loop(root)
         else:
             await asyncio.to_thread(root.execute)
 
@@ -276,11 +385,20 @@ def current_pipeline() -> Pipeline | None:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _new_root(registry: ConnectionRegistry | None, name: str) -> Pipeline:
+def _new_root(registry: ConnectionRegistry | None, name: str, stats: RequestStats) -> Pipeline:
     if registry is None:
-        return pipeline(name=name)  # the registry current now (Flask: the app's)
+        registry = current_registry()  # the registry current now (Flask: the app's)
     root = Root(registry, transaction=False, is_async=False)
-    return Pipeline(root, name, parent=None, pending=None, autocommit=False)
+    measured = _MeasuredPipeline(root, name, parent=None, pending=None, autocommit=False)
+    measured._stats = stats
+    return measured
+
+
+async def _execute_on_loop(root: Pipeline) -> None:
+    if isinstance(root, _MeasuredPipeline):
+        await root.execute_on_loop()
+    else:
+        await execute_on_loop(root)
 
 
 def _check_on_error(on_error: str) -> None:
@@ -295,6 +413,10 @@ def _count_by_connection(failed_commands: Any) -> dict[str, Counter[str]]:
         connection, _, command = str(text).partition(": ")
         counted.setdefault(connection, Counter())[command or "?"] += 1
     return counted
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _counted(command: str, times: int) -> str:

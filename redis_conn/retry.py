@@ -1,9 +1,13 @@
-"""RETRY: reconnect and resend after a dropped connection, but never after a refused login.
+"""RETRY: reconnect and resend after a dropped connection, but never a write, never a bad login.
 
-redis-py's ``AuthenticationError`` and ``AuthorizationError`` subclass its ``ConnectionError``,
-so a plain ``Retry(supported_errors=(ConnectionError,))`` would send a wrong password again,
-with backoff, RETRY times for every command: seconds of delay and a flood of failed AUTHs in the
-server's ACL log, for an answer that cannot change. These classes re-raise them at once.
+Three kinds of ``ConnectionError`` are given up on at once:
+
+- :class:`~redis_conn.exceptions.OutcomeUnknown` (``ConnectionLostAfterWrite``): a command that
+  is not read-only was written before the connection dropped, so it may have run; sending it
+  again could run it twice (CONTRACT section 6). The guarded connections raise it.
+- redis-py's ``AuthenticationError`` and ``AuthorizationError``: re-sending a wrong password,
+  with backoff, RETRY times for every command means seconds of delay and a flood of failed
+  AUTHs in the server's ACL log, for an answer that cannot change.
 """
 
 from __future__ import annotations
@@ -17,9 +21,15 @@ from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry as RedisRetry
 
+from redis_conn.exceptions import OutcomeUnknown
+
 T = TypeVar("T")
 
-NEVER_RETRIED: tuple[type[Exception], ...] = (AuthenticationError, AuthorizationError)
+NEVER_RETRIED: tuple[type[Exception], ...] = (
+    OutcomeUnknown,
+    AuthenticationError,
+    AuthorizationError,
+)
 
 
 class _FinalError(Exception):
@@ -31,7 +41,7 @@ class _FinalError(Exception):
 
 
 class Retry(RedisRetry):
-    """redis-py's sync ``Retry`` that gives up at once on authentication errors."""
+    """redis-py's sync ``Retry`` that gives up at once on :data:`NEVER_RETRIED` errors."""
 
     def call_with_retry(self, do: Callable[[], T], fail: Any, *args: Any, **kwargs: Any) -> T:
         def attempt() -> T:
@@ -48,7 +58,7 @@ class Retry(RedisRetry):
 
 
 class AsyncRetry(RedisAsyncRetry):
-    """redis-py's asyncio ``Retry`` that gives up at once on authentication errors."""
+    """redis-py's asyncio ``Retry`` that gives up at once on :data:`NEVER_RETRIED` errors."""
 
     async def call_with_retry(
         self, do: Callable[[], Awaitable[T]], fail: Any, *args: Any, **kwargs: Any

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.connection import parse_url
 
 from redis_conn import ConfigurationError
 from redis_conn.config import EMBEDDED_DEFAULT, parse, validate
@@ -85,7 +89,9 @@ def test_unknown_key_suggests_the_closest() -> None:
         ("POOL_TIMEOUT", -1, "a number of seconds >= 0 and <= 31536000"),
         ("POOL_TIMEOUT", None, "a number of seconds >= 0 and <= 31536000"),
         ("SOCKET_TIMEOUT", "5", "a number of seconds > 0 and <= 31536000 or None"),
-        ("RETRY", 1.5, "a whole number >= 0"),
+        ("RETRY", 1.5, "a whole number >= 0 and <= 20"),
+        ("RETRY", 10**12, "a whole number >= 0 and <= 20"),
+        ("RETRY", -1, "a whole number >= 0 and <= 20"),
     ],
 )
 def test_bad_types_name_connection_key_and_expectation(key: str, value: Any, expected: str) -> None:
@@ -242,3 +248,392 @@ def test_a_bad_options_value_is_not_echoed() -> None:
     assert problem.message == (
         "Redis connection 'x' has OPTIONS=*** (dict); expected a dict of keyword arguments."
     )
+
+
+# -- what redis-py would refuse at the first command, misread, or silently replace -----------
+# Each of these was accepted by the configuration (or crashed it with a raw ValueError) and
+# then failed at the first command, or silently connected somewhere else.
+
+S = "redis://127.0.0.1:6390"
+
+
+class Provider:
+    """A credential provider (redis-py only checks that it is not None beside a password)."""
+
+    def __repr__(self) -> str:
+        return "Provider()"
+
+
+SENTINELS = [("127.0.0.1", 26379)]
+REFUSED: list[tuple[str, dict[str, Any], str, str, str, str | None]] = [
+    (
+        "ipv6-unclosed",
+        {"URL": "redis://[::1:6379/0"},
+        "E005",
+        "URL",
+        "Redis connection 'x' has URL 'redis://[::1:6379/0' that redis-py cannot parse: "
+        "Invalid IPv6 URL.",
+        None,
+    ),
+    (
+        "sentinel-kwargs-unknown",
+        {"SENTINELS": SENTINELS, "SERVICE_NAME": "m", "SENTINEL_KWARGS": {"bogus": 1}},
+        "E010",
+        "SENTINEL_KWARGS.bogus",
+        "Redis connection 'x' has SENTINEL_KWARGS['bogus'], which the connections to the "
+        "sentinels do not accept.",
+        None,
+    ),
+    (
+        "sentinel-kwargs-host",
+        {"SENTINELS": SENTINELS, "SERVICE_NAME": "m", "SENTINEL_KWARGS": {"host": "h"}},
+        "E010",
+        "SENTINEL_KWARGS.host",
+        "Redis connection 'x' has SENTINEL_KWARGS['host'], which the SENTINELS setting controls.",
+        "Use SENTINELS instead.",
+    ),
+    (
+        "sentinel-kwargs-bad-value",
+        {"SENTINELS": SENTINELS, "SERVICE_NAME": "m", "SENTINEL_KWARGS": {"protocol": 9}},
+        "E010",
+        "SENTINEL_KWARGS.protocol",
+        "Redis connection 'x' has SENTINEL_KWARGS['protocol']=9; expected 2 or 3.",
+        None,
+    ),
+    (
+        "encoding-errors",
+        {"URL": f"{S}/0", "OPTIONS": {"encoding_errors": "nope"}},
+        "E010",
+        "OPTIONS.encoding_errors",
+        "Redis connection 'x' has OPTIONS['encoding_errors']='nope'; expected the name of a "
+        "codecs error handler, such as 'strict' or 'replace'.",
+        None,
+    ),
+    (
+        "encoding",
+        {"URL": f"{S}/0", "OPTIONS": {"encoding": "utf-9"}},
+        "E010",
+        "OPTIONS.encoding",
+        "Redis connection 'x' has OPTIONS['encoding']='utf-9'; expected the name of a Python "
+        "codec, such as 'utf-8'.",
+        None,
+    ),
+    (
+        "sentinel-port-too-big",
+        {"SENTINELS": [("127.0.0.1", 99999)], "SERVICE_NAME": "m"},
+        "E003",
+        "SENTINELS",
+        "Redis connection 'x' has SENTINELS[0]=('127.0.0.1', 99999); expected a non-empty "
+        "host and a port from 1 to 65535.",
+        None,
+    ),
+    (
+        "sentinel-port-negative",
+        {"SENTINELS": [("a", 26379), ("127.0.0.1", -1)], "SERVICE_NAME": "m"},
+        "E003",
+        "SENTINELS",
+        "Redis connection 'x' has SENTINELS[1]=('127.0.0.1', -1); expected a non-empty "
+        "host and a port from 1 to 65535.",
+        None,
+    ),
+    (
+        "sentinel-empty-host",
+        {"SENTINELS": [("", 26379)], "SERVICE_NAME": "m"},
+        "E003",
+        "SENTINELS",
+        "Redis connection 'x' has SENTINELS[0]=('', 26379); expected a non-empty host and a "
+        "port from 1 to 65535.",
+        None,
+    ),
+    (
+        "ssl-cert-reqs-in-url",
+        {"URL": "rediss://127.0.0.1:6390/0?ssl_cert_reqs=bogus"},
+        "E010",
+        "URL.ssl_cert_reqs",
+        "Redis connection 'x' has URL['ssl_cert_reqs']=bogus, which redis-py refuses: "
+        "Invalid SSL Certificate Requirements Flag: bogus.",
+        None,
+    ),
+    (
+        "ssl-cert-reqs-in-options",
+        {"URL": "rediss://127.0.0.1:6390/0", "OPTIONS": {"ssl_cert_reqs": 7}},
+        "E010",
+        "OPTIONS.ssl_cert_reqs",
+        "Redis connection 'x' has OPTIONS['ssl_cert_reqs']=7; expected 'none', 'optional', "
+        "'required' or an ssl.VerifyMode.",
+        None,
+    ),
+    (
+        "protocol-9-in-url",
+        {"URL": f"{S}/0?protocol=9"},
+        "E010",
+        "URL.protocol",
+        "Redis connection 'x' has URL['protocol']=9; expected 2 or 3.",
+        None,
+    ),
+    (
+        "protocol-9-in-options",
+        {"URL": f"{S}/0", "OPTIONS": {"protocol": 9}},
+        "E010",
+        "OPTIONS.protocol",
+        "Redis connection 'x' has OPTIONS['protocol']=9; expected 2 or 3.",
+        None,
+    ),
+    (
+        "protocol-as-a-string",
+        {"URL": f"{S}/0", "OPTIONS": {"protocol": " 3"}},
+        "E010",
+        "OPTIONS.protocol",
+        "Redis connection 'x' has OPTIONS['protocol']=' 3'; expected 2 or 3.",
+        None,
+    ),
+    (
+        "password-in-user-part-and-query",
+        {"URL": "redis://:hunter2@127.0.0.1:6390/0?password=hunter3"},
+        "E009",
+        "URL",
+        "Redis connection 'x' has URL 'redis://:***@127.0.0.1:6390/0?password=***' with a "
+        "password both in its user part and in ?password=; redis-py would use the user part's.",
+        "Keep one: the user part, or ?password=.",
+    ),
+    (
+        "unix-without-a-path",
+        {"URL": "unix://"},
+        "E005",
+        "URL",
+        "Redis connection 'x' has URL 'unix://' with no socket path.",
+        "Write the path after unix://, e.g. unix:///run/redis.sock.",
+    ),
+    (
+        "unix-with-two-slashes",
+        {"URL": "unix://run/redis.sock?db=2"},
+        "E005",
+        "URL",
+        "Redis connection 'x' has URL 'unix://run/redis.sock?db=2' with a host part ('run'), "
+        "which redis-py ignores: the socket path would be '/redis.sock'.",
+        "Write three slashes before an absolute path: unix:///run/redis.sock.",
+    ),
+    (
+        "retry-huge",
+        {"URL": f"{S}/0", "RETRY": 10**12},
+        "E003",
+        "RETRY",
+        "Redis connection 'x' has RETRY=1000000000000 (int); expected a whole number >= 0 and "
+        "<= 20.",
+        None,
+    ),
+    (
+        "db-in-options-and-url",
+        {"URL": f"{S}/0", "OPTIONS": {"db": 7}},
+        "E009",
+        "OPTIONS.db",
+        "Redis connection 'x' has OPTIONS['db']=7 and a URL naming db 0; redis-py would use "
+        "the URL's db 0.",
+        "Keep the database number in the URL (end it with /7 if that is the one you mean) "
+        "and remove OPTIONS['db'].",
+    ),
+    (
+        "password-in-options-and-url",
+        {"URL": "redis://:hunter2@127.0.0.1:6390/0", "OPTIONS": {"password": "hunter3"}},
+        "E009",
+        "OPTIONS.password",
+        "Redis connection 'x' has OPTIONS['password'] and its URL sets password too; redis-py "
+        "would use the URL's.",
+        "Keep one: remove OPTIONS['password'], or take password out of the URL.",
+    ),
+    (
+        "client-name-in-options-and-query",
+        {"URL": f"{S}/0?client_name=a", "OPTIONS": {"client_name": "b"}},
+        "E009",
+        "OPTIONS.client_name",
+        "Redis connection 'x' has OPTIONS['client_name'] and its URL sets client_name too; "
+        "redis-py would use the URL's.",
+        "Keep one: remove OPTIONS['client_name'], or take client_name out of the URL.",
+    ),
+    (
+        "db-not-a-number",
+        {"URL": "redis://:pw@127.0.0.1:6390/abc"},
+        "E005",
+        "URL",
+        "Redis connection 'x' has URL 'redis://:***@127.0.0.1:6390/abc' with the path '/abc' "
+        "where the database number goes; redis-py would silently use db 0.",
+        "End the URL with the database number, a whole number >= 0 (e.g. /0), or with "
+        "nothing for db 0.",
+    ),
+    (
+        "db-in-two-segments",
+        {"URL": f"{S}/1/5"},
+        "E005",
+        "URL",
+        "Redis connection 'x' has URL 'redis://127.0.0.1:6390/1/5' with the path '/1/5' "
+        "where the database number goes; redis-py would silently use db 15.",
+        "End the URL with the database number, a whole number >= 0 (e.g. /0), or with "
+        "nothing for db 0.",
+    ),
+    (
+        "db-in-path-and-query",
+        {"URL": f"{S}/1?db=2"},
+        "E009",
+        "URL",
+        "Redis connection 'x' has URL 'redis://127.0.0.1:6390/1?db=2' naming db 1 in its path "
+        "and db 2 in its query; redis-py would use db 2.",
+        "Keep one: the number after the last '/', or ?db=.",
+    ),
+    (
+        "db-negative-in-query",
+        {"URL": "unix:///run/redis.sock?db=-1"},
+        "E005",
+        "URL",
+        "Redis connection 'x' has URL 'unix:///run/redis.sock?db=-1' naming db -1; a database "
+        "number is a whole number >= 0.",
+        None,
+    ),
+    (
+        "db-negative-in-options",
+        {"SENTINELS": SENTINELS, "SERVICE_NAME": "m", "OPTIONS": {"db": -1}},
+        "E010",
+        "OPTIONS.db",
+        "Redis connection 'x' has OPTIONS['db']=-1; expected a whole number >= 0.",
+        None,
+    ),
+    (
+        "health-check-interval-in-url",
+        {"URL": f"{S}/0?health_check_interval=5"},
+        "E010",
+        "URL.health_check_interval",
+        "Redis connection 'x' has URL['health_check_interval'], which the "
+        "HEALTH_CHECK_INTERVAL setting controls.",
+        "Use HEALTH_CHECK_INTERVAL instead.",
+    ),
+    (
+        "ssl-min-version-as-a-string",
+        {"URL": "rediss://127.0.0.1:6390/0", "OPTIONS": {"ssl_min_version": "TLSv1_2"}},
+        "E010",
+        "OPTIONS.ssl_min_version",
+        "Redis connection 'x' has OPTIONS['ssl_min_version']='TLSv1_2'; expected an "
+        "ssl.TLSVersion, such as ssl.TLSVersion.TLSv1_2.",
+        None,
+    ),
+    (
+        "ssl-min-version-in-url",
+        {"URL": "rediss://127.0.0.1:6390/0?ssl_min_version=99"},
+        "E010",
+        "URL.ssl_min_version",
+        "Redis connection 'x' has URL['ssl_min_version']=99; expected an ssl.TLSVersion, such "
+        "as ssl.TLSVersion.TLSv1_2.",
+        None,
+    ),
+    (
+        "ssl-ciphers",
+        {"URL": "rediss://127.0.0.1:6390/0", "OPTIONS": {"ssl_ciphers": "NOT-A-CIPHER"}},
+        "E010",
+        "OPTIONS.ssl_ciphers",
+        "Redis connection 'x' has OPTIONS['ssl_ciphers']='NOT-A-CIPHER'; expected an OpenSSL "
+        "cipher list that this Python's ssl module accepts.",
+        None,
+    ),
+    (
+        "client-name-with-a-space",
+        {"URL": f"{S}/0", "OPTIONS": {"client_name": "web 1"}},
+        "E010",
+        "OPTIONS.client_name",
+        "Redis connection 'x' has OPTIONS['client_name']='web 1'; expected a string without "
+        "spaces, newlines or other characters outside '!'..'~' (the server refuses them).",
+        None,
+    ),
+    (
+        "async-only-tls-option",
+        {"URL": "rediss://127.0.0.1:6390/0", "OPTIONS": {"ssl_validate_ocsp": True}},
+        "E010",
+        "OPTIONS.ssl_validate_ocsp",
+        "Redis connection 'x' has OPTIONS['ssl_validate_ocsp'], which a tls connection does "
+        "not accept.",
+        "Only one of redis-py's sync and asyncio clients takes it; the other would fail (or "
+        "silently drop it).",
+    ),
+    (
+        "cluster-option-the-sync-cluster-drops",
+        {
+            "URL": "rediss://127.0.0.1:7000",
+            "CLUSTER": True,
+            "OPTIONS": {"ssl_min_version": 771},
+        },
+        "E010",
+        "OPTIONS.ssl_min_version",
+        "Redis connection 'x' has OPTIONS['ssl_min_version'], which a cluster-tls connection "
+        "does not accept.",
+        "Only one of redis-py's sync and asyncio clients takes it; the other would fail (or "
+        "silently drop it).",
+    ),
+    (
+        "credential-provider-with-a-password",
+        {
+            "URL": "redis://:hunter2@127.0.0.1:6390/0",
+            "OPTIONS": {"credential_provider": Provider()},
+        },
+        "E010",
+        "OPTIONS.credential_provider",
+        "Redis connection 'x' has OPTIONS['credential_provider'] (Provider), which redis-py "
+        "refuses: 'username' and 'password' cannot be passed along with 'credential_provider'. "
+        "Please provide only one of the following arguments: 1. 'password' and (optional) "
+        "'username' 2. 'credential_provider'.",
+        None,
+    ),
+    (
+        "credential-provider-with-a-username",
+        {"URL": f"{S}/0", "OPTIONS": {"credential_provider": Provider(), "username": "u"}},
+        "E010",
+        "OPTIONS",
+        "Redis connection 'x' has OPTIONS that redis-py refuses together: 'username' and "
+        "'password' cannot be passed along with 'credential_provider'. Please provide only one "
+        "of the following arguments: 1. 'password' and (optional) 'username' 2. "
+        "'credential_provider'.",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("entry", "id", "key", "message", "hint"),
+    [pytest.param(*case[1:], id=case[0]) for case in REFUSED],
+)
+def test_settings_redis_py_would_refuse_or_misread_are_configuration_errors(
+    entry: dict[str, Any], id: str, key: str, message: str, hint: str | None
+) -> None:
+    problems = validate({"x": entry})
+    assert [(p.id, p.connection, p.key, p.message, p.hint) for p in problems] == [
+        (id, "x", key, message, hint)
+    ]
+    with pytest.raises(ConfigurationError) as info:
+        parse({"x": entry})
+    assert message in str(info.value)
+
+
+def test_the_settings_reference_lists_the_exact_messages() -> None:
+    """docs/settings.md, "Refused before anything connects": each row's settings give exactly
+    the message (and id) the row shows."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text("utf-8")
+    section = page.split("### Refused before anything connects", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `(\{.*\})` \| (E\d{3}) \| `(.*)` \|$", section, re.MULTILINE)
+    assert len(rows) >= 20
+    for entry, id, message in rows:
+        problems = validate({"x": ast.literal_eval(entry)})
+        assert [(p.id, str(p)) for p in problems] == [(id, message)], entry
+
+
+def test_a_query_value_this_redis_py_would_decode_twice() -> None:
+    """redis-py 7.x decodes URL query values twice (``%2541`` -> ``%41`` -> ``A``): a password
+    with a '%' would silently be another password. Newer versions decode once: nothing to
+    report there (CI runs both)."""
+    url = "unix:///run/redis.sock?db=0&password=pa%2541ss"
+    problems = validate({"x": {"URL": url}})
+    if parse_url(url)["password"] == "pa%41ss":  # type: ignore[no-untyped-call]
+        assert problems == []
+        return
+    assert [str(p) for p in problems] == [
+        "Redis connection 'x' has URL 'unix:///run/redis.sock?db=0&password=***' whose "
+        "?password= value this redis-py decodes twice (a '%' in it is read as an escape "
+        "again), so it would use another value than the one written. HINT: Move the value to "
+        "OPTIONS (a password may also go in the URL's user part, decoded once), or upgrade "
+        "redis-py (newer versions decode query values once)."
+    ]

@@ -14,6 +14,11 @@ is preceded by a marker saying how it is checked (docs/README.md explains them):
     (nothing connects: for Sentinel, Cluster and TLS settings of machines we do not have).
 ``<!-- test: skip: why -->``
     Shown, not run; the reason is required.
+``<!-- test: output: NAME -->`` (before a ``text`` or ``console`` block)
+    What a command or message prints: the block must match the output of
+    ``tests/docs_outputs.py``'s scenario NAME, which runs it against the test servers.
+    A text block that shows redis_conn's messages (check ids, ``Redis connection '...'``,
+    ``overall:``) must have such a marker.
 
 Code that comes from the example apps is ``{literalinclude}``-ed, and the Sphinx build
 (``-W``) fails if the file or object it names is gone.
@@ -33,6 +38,13 @@ import pytest
 import redis_conn
 from redis_conn import config
 from redis_conn.registry import connections
+
+try:
+    from docs_outputs import SCENARIOS, normalise
+except ModuleNotFoundError as exc:  # tests/ imported as a package
+    if exc.name != "docs_outputs":
+        raise
+    from tests.docs_outputs import SCENARIOS, normalise
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = sorted(p for p in DOCS.glob("*.md") if p.name != "README.md")
@@ -101,6 +113,16 @@ def code_blocks(page: Path) -> list[Block]:
 
 def python_blocks(page: Path) -> list[Block]:
     return [b for b in code_blocks(page) if b.language in PYTHON_LANGUAGES]
+
+
+def output_blocks(page: Path) -> list[Block]:
+    return [b for b in code_blocks(page) if b.language not in PYTHON_LANGUAGES]
+
+
+#: What marks a text block as output of redis_conn, which must then be checked.
+OUR_OUTPUT = re.compile(
+    r"\(redis_conn\.[EW]\d{3}\)|Redis connection '|^overall: |CommandError: ", re.M
+)
 
 
 def page_id(page: Path) -> str:
@@ -189,6 +211,33 @@ def test_page_examples_run(
             check_settings_block(block)
 
 
+# -- what commands print -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_shown_output_is_what_the_code_prints(
+    page: Path, request: pytest.FixtureRequest, isolated_connections: None
+) -> None:
+    problems = []
+    for block in output_blocks(page):
+        if block.mode != "output":
+            if OUR_OUTPUT.search(block.code):
+                problems.append(f"{block.where}: shows redis_conn output without 'test: output'")
+            continue
+        if block.why not in SCENARIOS:
+            problems.append(f"{block.where}: no scenario {block.why!r} in tests/docs_outputs.py")
+            continue
+        printed = SCENARIOS[block.why](request)
+        if normalise(block.code) != normalise(printed):
+            problems.append(f"{block.where} shows:\n{block.code}\nbut the code prints:\n{printed}")
+    assert not problems, "\n\n".join(problems)
+
+
+def test_every_output_scenario_is_shown_once() -> None:
+    shown = [b.why for page in PAGES for b in output_blocks(page) if b.mode == "output"]
+    assert sorted(shown) == sorted(SCENARIOS)
+
+
 # -- the reference pages are complete ---------------------------------------------------------
 
 
@@ -199,6 +248,15 @@ def test_settings_reference_documents_every_key_and_default() -> None:
     for key, default in config.DEFAULTS.items():
         section = text.split(f"### `{key}`", 1)[1].split("\n#", 1)[0]
         assert f"Default: `{default!r}`" in section, f"{key}: default {default!r} not stated"
+
+
+def test_settings_reference_states_each_bound_as_the_error_does() -> None:
+    text = (DOCS / "settings.md").read_text(encoding="utf-8").replace("`", "")
+    for key in config.DEFAULTS:
+        [problem] = config.validate({"x": {"URL": "redis://h", key: "soon"}})
+        expected = problem.message.split("; expected ", 1)[1].rstrip(".")
+        section = text.split(f"### {key}", 1)[1].split("\n#", 1)[0]
+        assert f"Accepted: {expected}." in section, f"{key}: say 'Accepted: {expected}.'"
 
 
 def test_settings_reference_documents_every_check_id() -> None:

@@ -241,7 +241,8 @@ def test_wsgi_and_asgi_entry_points_load() -> None:
     code = (
         "import example_site.asgi, example_site.wsgi; "
         "print(type(example_site.wsgi.application).__name__, "
-        "type(example_site.asgi.application).__name__)"
+        "type(example_site.asgi.application).__name__, "
+        "type(example_site.asgi.application.app).__name__)"
     )
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", code],
@@ -253,7 +254,7 @@ def test_wsgi_and_asgi_entry_points_load() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "WSGIHandler ASGIHandler\n"
+    assert result.stdout == "WSGIHandler RedisLifespan ASGIHandler\n"
 
 
 def test_redis_pools_json_on_the_fake_default() -> None:

@@ -36,9 +36,9 @@ def configure() -> Iterator[Configure]:
 
 @pytest.fixture(params=["concurrent", "serial"])
 def execution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run multi-backend tests with batches on the shared executor, and one after another."""
+    """Run multi-backend tests with batches on backend threads, and one after another."""
     if request.param == "serial":
-        monkeypatch.setattr(pipeline_module._executor, "max_workers", 0)
+        monkeypatch.setattr(pipeline_module._threads, "max_workers", 0)
     return str(request.param)
 
 
@@ -256,7 +256,7 @@ def test_aliases_of_one_connection_are_one_batch(two_backends: None, execution: 
     assert isinstance(other.result, int)  # another server: its own batch
 
 
-def test_one_backend_runs_in_the_calling_thread_several_use_the_shared_executor(
+def test_one_backend_runs_in_the_calling_thread_others_on_their_backend_threads(
     two_backends: None,
 ) -> None:
     def thread_name(response: Any, **options: Any) -> str:
@@ -277,8 +277,8 @@ def test_one_backend_runs_in_the_calling_thread_several_use_the_shared_executor(
             first, second = p.echo("x"), p["users"].echo("x")
             p.execute()
         assert first.result == here
-        assert second.result.startswith("redis_conn-pipeline")
-    # The executor is made once and reused: no thread per call.
+        assert second.result.startswith("redis_conn-pipeline-users")
+    # The backend's threads are made once and reused: no thread per call.
     assert threading.active_count() - threads_before <= 1
 
 
@@ -299,14 +299,15 @@ def test_executor_is_rebuilt_in_a_forked_child(two_backends: None) -> None:
     with pipeline() as p:
         p.set("parent", 1), p["users"].set("parent", 1)
         p.execute()
-    assert pipeline_module._executor._pool is not None
+    parent_threads = connections.get("users")._redis_conn_threads  # type: ignore[union-attr]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
         pid = os.fork()
     if pid == 0:  # the child: any failure is its exit status
         status = 1
         try:
-            if pipeline_module._executor._pool is None:
+            # The child's registry makes new clients, and with them new backend threads.
+            if getattr(connections.get("users"), "_redis_conn_threads", None) is None:
                 with pipeline() as p:
                     a, b = p.incr("child"), p["users"].incr("child")
                     p.execute()
@@ -316,6 +317,7 @@ def test_executor_is_rebuilt_in_a_forked_child(two_backends: None) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert raw_get_via(connections.get("users"), "child") == b"1"
+    assert connections.get("users")._redis_conn_threads is parent_threads  # type: ignore[union-attr]
 
 
 def raw_get_via(client: Any, key: str) -> Any:

@@ -10,20 +10,31 @@ key. The findings hypothesis made are pinned below as plain tests, each with its
 
 from __future__ import annotations
 
+import asyncio
 import math
 import socket
+import ssl
 import string
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import redis.asyncio.cluster
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from redis_conn import ConfigurationError, ConnectionRegistry
-from redis_conn.config import KNOWN_KEYS, OPTIONS_OWNED_BY_SETTINGS, ConnectionSpec, parse, validate
+from redis_conn.config import (
+    KNOWN_KEYS,
+    OPTIONS_OWNED_BY_SETTINGS,
+    ConnectionSpec,
+    accepted_options,
+    parse,
+    validate,
+)
 
 try:
     from servers import ClusterDeployment, RedisServer, SentinelDeployment
@@ -185,21 +196,31 @@ def live(
 
 edge_seconds = st.sampled_from([None, 0, 0.0, 0.5, 1, 2.5, 5, 10**6, 1e300, math.inf, -1, True])
 edge_counts = st.sampled_from([0, 1, 2, 50, 2**31, 2**70, -1, True, 1.5])
+# Right and wrong values of the options redis-py reads only when a socket opens (encoding,
+# protocol, client name...): whatever validate() accepts must then answer PING.
 good_options = st.fixed_dictionaries(
     {},
     optional={
         "decode_responses": st.booleans(),
-        "client_name": st.text(string.ascii_letters, min_size=1, max_size=8),
-        "protocol": st.sampled_from([2, 3]),
+        "client_name": st.text(string.ascii_letters, min_size=1, max_size=8)
+        | st.sampled_from(["web 1", "a\nb", "", "ü"]),
+        "protocol": st.sampled_from([2, 3, "3", " 3", 3.0, 9, None]),
         "socket_keepalive": st.booleans(),
-        "ssl_ca_certs": st.just("/nonexistent/ca.pem"),
-        "ssl": st.booleans(),
+        "socket_keepalive_options": st.sampled_from([{}, {"x": 1}, {1: "x"}]),
+        "socket_read_size": st.sampled_from([1, 4096, 0, -1]),
+        "encoding": st.sampled_from(["utf-8", "latin-1", "utf-16", "nope", ""]),
+        "encoding_errors": st.sampled_from(["strict", "replace", "surrogateescape", "nope"]),
+        "username": st.just("default"),
         "require_full_coverage": st.booleans(),
         "single_connection_client": st.booleans(),
     },
 )
 query = st.sampled_from(
-    ["", "?db=1", "?protocol=3", "?client_name=q", "?foo=bar", "?max_connections=2"]
+    [
+        *("", "?db=1", "?protocol=3", "?client_name=q", "?foo=bar", "?max_connections=2"),
+        *("?protocol=9", "?encoding=nope", "?encoding_errors=nope", "?client_name=a%20b"),
+        *("?db=-1", "?socket_keepalive=yes", "?decode_responses=1"),
+    ]
 )
 
 
@@ -353,3 +374,122 @@ def test_port_zero_is_rejected() -> None:
     """redis-py treats port 0 as "no port" and connects to 6379: not the server written."""
     with pytest.raises(ConfigurationError, match="URL"):
         parse({"x": {"URL": "redis://127.0.0.1:0/0"}})
+
+
+# -- property 3: what validate() accepts, redis-py builds (no server) -----------------------------
+# Names from every redis-py signature (sync or asyncio) and junk, values right, nearly right and
+# wrong, in OPTIONS, the URL's query and SENTINEL_KWARGS: if validate() finds nothing, the sync
+# and asyncio clients are built and each makes a connection object (as at the first command)
+# without raising. The sync cluster client connects while it is built; its asyncio client and
+# its nodes' connections are built here, the rest by property 2 against the live cluster.
+
+KINDS = {
+    "tcp": ("redis://127.0.0.1:1/0", "tcp"),
+    "tls": ("rediss://127.0.0.1:1/0", "tls"),
+    "unix": ("unix:///tmp/redis-conn-none.sock?db=0", "unix"),
+    "cluster": ("redis://127.0.0.1:1", "cluster"),
+    "cluster-tls": ("rediss://127.0.0.1:1", "cluster-tls"),
+    "sentinel": (None, "sentinel"),
+    "fake": (None, "fake"),
+}
+OPTION_VALUES: dict[str, list[Any]] = {
+    "encoding": ["utf-8", "latin-1", "nope", "", 5],
+    "encoding_errors": ["strict", "replace", "nope", ""],
+    "protocol": [2, 3, "3", " 3", 9, 0, None, True, 3.0, "x"],
+    "db": [0, 1, 15, -1, "1", True, 2.5],
+    "client_name": ["web", "a b", "", "x\n", "ü", 5],
+    "socket_keepalive_options": [{}, {1: 1}, {"a": 1}, None, 5],
+    "socket_read_size": [1, 65536, 0, -1, "x"],
+    "ssl_cert_reqs": ["none", "optional", "required", "bogus", 7, None, ssl.CERT_NONE, 1],
+    "ssl_min_version": [None, ssl.TLSVersion.TLSv1_2, 771, 99, "TLSv1_2"],
+    "ssl_ciphers": [None, "HIGH", "NOT-A-CIPHER", 5],
+    "ssl_include_verify_flags": [None, [ssl.VerifyFlags.VERIFY_X509_STRICT], ["x"], "x"],
+    "credential_provider": [None, "x"],
+    "username": ["default", None, 5],
+    "password": ["pw", None, b"pw"],
+    "socket_type": [0, -1, "x"],
+    "retry_on_timeout": [True, False],
+    "lib_name": ["x", None],
+    "driver_info": [None, "x"],
+}
+QUERY_VALUES = {
+    "protocol": ["2", "3", "9", "x"],
+    "db": ["1", "-1", "x"],
+    "encoding": ["latin-1", "nope"],
+    "encoding_errors": ["replace", "nope"],
+    "client_name": ["q", "a%20b"],
+    "ssl_cert_reqs": ["none", "bogus"],
+    "ssl_min_version": ["771", "99", "x"],
+    "socket_keepalive": ["yes", "0"],
+    "decode_responses": ["1"],
+    "ssl_check_hostname": ["false"],
+    "socket_read_size": ["0", "1024"],
+}
+
+
+@st.composite
+def options_for(draw: st.DrawFn, kind: str) -> dict[str, Any]:
+    known = sorted(accepted_options(kind, both=False))
+    names = st.sampled_from(sorted({*known, *OPTION_VALUES})) | st.text(max_size=6)
+    options: dict[str, Any] = {}
+    for name in draw(st.lists(names, unique=True, max_size=4)):
+        values = OPTION_VALUES.get(name)
+        options[name] = draw(st.sampled_from(values) if values else scalars)
+    return options
+
+
+@st.composite
+def buildable_settings(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(sorted(KINDS)))
+    url, option_kind = KINDS[kind]
+    entry: dict[str, Any] = {"RETRY": draw(st.sampled_from([0, 3]))}
+    if kind == "sentinel":
+        entry |= {"SENTINELS": [("127.0.0.1", 1)], "SERVICE_NAME": "m"}
+        entry["SENTINEL_KWARGS"] = draw(options_for("sentinel-kwargs"))
+    elif kind == "fake":
+        entry = {"FAKE": True}
+    else:
+        pairs = draw(st.lists(st.sampled_from(sorted(QUERY_VALUES)), unique=True, max_size=3))
+        query = "&".join(f"{k}={draw(st.sampled_from(QUERY_VALUES[k]))}" for k in pairs)
+        separator = "&" if "?" in url else "?"
+        entry["URL"] = url + (separator + query if query else "")
+        entry["CLUSTER"] = kind.startswith("cluster")
+    entry["OPTIONS"] = draw(options_for(option_kind))
+    return {"x": entry}
+
+
+async def build_async_connections(registry: ConnectionRegistry) -> None:
+    try:
+        for name in registry.names():
+            client = registry.get_async(name)
+            if isinstance(client, redis.asyncio.cluster.RedisCluster):
+                for node in client.nodes_manager.startup_nodes.values():
+                    node.acquire_connection()
+            else:
+                client.connection_pool.make_connection()
+    finally:
+        await registry.aclose_async()
+
+
+def check_buildable(raw: dict[str, Any]) -> None:
+    try:
+        specs = parse(raw)
+    except ConfigurationError:
+        return
+    registry = ConnectionRegistry(raw)
+    try:
+        # A deprecation (lib_name, lib_version) is a warning for later, not a refusal.
+        with no_network(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            for name, spec in specs.items():
+                if spec.kind != "cluster":
+                    registry.get(name).connection_pool.make_connection()
+            asyncio.run(build_async_connections(registry))
+    finally:
+        registry.close_all()
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(buildable_settings())
+def test_what_validate_accepts_redis_py_builds(raw: dict[str, Any]) -> None:
+    check_buildable(raw)

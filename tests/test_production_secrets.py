@@ -10,10 +10,13 @@ import asyncio
 import io
 import json
 import logging
+import re
+import string
 import traceback
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -22,13 +25,18 @@ from django.test import Client as DjangoClient
 from django.test import RequestFactory
 from django.urls import path
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from redis_conn import ConfigurationError, ConnectionRegistry, PipelineError, PoolExhausted
 from redis_conn.async_pipeline import async_pipeline
+from redis_conn.config import parse, validate
+from redis_conn.django.checks import check_settings
 from redis_conn.django.views import health as health_view
 from redis_conn.flask import RedisConn
 from redis_conn.flask.extension import app_registry
 from redis_conn.health import render
+from redis_conn.masking import mask_url
 from redis_conn.pipeline import pipeline
 from redis_conn.registry import connections
 from redis_conn.request_scope import PipelineProxy, RequestPipeline
@@ -40,14 +48,28 @@ except ModuleNotFoundError:  # tests/ imported as a package
 
 PLANTED = "pl4nted-Pa55word-Xq7"  # accepted by the test servers' passwordless default user
 SENTINEL_PLANTED = "s3ntinel-Pa55word-Zk4"
+# Every character that cuts a URL short, must be escaped in a repr, or means something in a
+# query string or in HTML; in URLs they are percent-encoded (raw, they are a
+# ConfigurationError, see test_configuration_errors).
+NASTY = "N4styPw/Qx9Lm?#@: Zk8Jw%4G'\"<wörd>&+="
+SENTINEL_NASTY = "S3ntPw/Rt5Ku?#@: Hy6Fd"
 WRONG = "wr0ng-Pa55word-Jm2"
 ACL_PASSWORD = "app-s3cret-pw"  # server B's real ACL user
-SECRETS = (PLANTED, SENTINEL_PLANTED, WRONG, ACL_PASSWORD)
+SECRETS = (PLANTED, SENTINEL_PLANTED, NASTY, SENTINEL_NASTY, WRONG, ACL_PASSWORD)
+
+
+def visible_forms(secret: str) -> set[str]:
+    """The secret as typed, percent-encoded, escaped inside a repr, and each piece of it
+    between two special characters that is long enough to be recognised (>= 5)."""
+    forms = {secret, quote(secret, safe=""), repr(secret)[1:-1], repr(secret + "'\"")[1:-4]}
+    forms.update(piece for piece in re.split(r"[^\w]+", secret) if len(piece) >= 5)
+    return forms
 
 
 def assert_no_secret(text: str, where: str) -> None:
     for secret in SECRETS:
-        assert secret not in text, f"a password shows in {where}: {text[:2000]}"
+        for form in visible_forms(secret):
+            assert form not in text, f"a password ({form!r}) shows in {where}: {text[:2000]}"
 
 
 def exception_text(exc: BaseException) -> str:
@@ -59,8 +81,15 @@ def exception_text(exc: BaseException) -> str:
     return "\n".join(parts)
 
 
+@pytest.fixture(params=["plain", "nasty"])
+def password(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(the primary's password, the sentinels' password): plain, or every nasty character."""
+    return (PLANTED, SENTINEL_PLANTED) if request.param == "plain" else (NASTY, SENTINEL_NASTY)
+
+
 @pytest.fixture
 def planted(
+    password: tuple[str, str],
     redis_server: RedisServer,
     redis_server_b: RedisServer,
     tls_server: RedisServer,
@@ -68,31 +97,33 @@ def planted(
     redis_cluster: ClusterDeployment,
     killable_server: RedisServer,
 ) -> dict[str, Any]:
-    """REDIS_CONNECTIONS with a password in every kind of URL."""
+    """REDIS_CONNECTIONS with a password in every kind of URL, in OPTIONS and SENTINEL_KWARGS."""
     killable_server.kill()
     a, b = redis_server, redis_server_b
+    raw, sentinel_raw = password
+    pw = quote(raw, safe="")
     return {
         "standalone": {"URL": b.acl_url},
-        "planted": {"URL": f"redis://default:{PLANTED}@127.0.0.1:{a.port}/0"},
+        "planted": {"URL": f"redis://default:{pw}@127.0.0.1:{a.port}/0"},
         "users": {"ALIAS": "planted"},
-        "unix": {"URL": f"unix://default:{PLANTED}@{a.unix_socket}?db=0"},
-        "unix_query": {"URL": f"unix://{a.unix_socket}?db=0&username=default&password={PLANTED}"},
+        "unix": {"URL": f"unix://default:{pw}@{a.unix_socket}?db=0"},
+        "unix_query": {"URL": f"unix://{a.unix_socket}?db=0&username=default&password={pw}"},
         "tls": {
-            "URL": f"rediss://default:{PLANTED}@127.0.0.1:{tls_server.port}/0",
+            "URL": f"rediss://default:{pw}@127.0.0.1:{tls_server.port}/0",
             "OPTIONS": {"ssl_ca_certs": tls_server.ca_cert},
         },
         "sentinel": {
             "SENTINELS": redis_sentinel.sentinels,
             "SERVICE_NAME": redis_sentinel.service_name,
-            "SENTINEL_KWARGS": {"username": "default", "password": SENTINEL_PLANTED},
-            "OPTIONS": {"username": "default", "password": PLANTED},
+            "SENTINEL_KWARGS": {"username": "default", "password": sentinel_raw},
+            "OPTIONS": {"username": "default", "password": raw},
         },
         "cluster": {
-            "URL": f"redis://default:{PLANTED}@{redis_cluster.url.split('://')[1]}",
+            "URL": f"redis://default:{pw}@{redis_cluster.url.split('://')[1]}",
             "CLUSTER": True,
         },
         "down": {
-            "URL": f"redis://default:{PLANTED}@127.0.0.1:{killable_server.port}/0",
+            "URL": f"redis://default:{pw}@127.0.0.1:{killable_server.port}/0",
             "RETRY": 0,
             "SOCKET_CONNECT_TIMEOUT": 0.5,
         },
@@ -133,15 +164,20 @@ def every_log_record() -> Iterator[EverythingHandler]:
             lg.propagate = propagate
 
 
-def test_the_test_setup_really_uses_the_passwords(planted: dict[str, Any]) -> None:
+def test_the_test_setup_really_uses_the_passwords(
+    planted: dict[str, Any], password: tuple[str, str]
+) -> None:
     """The planted passwords reach the servers (else the other tests here prove nothing)."""
     registry = ConnectionRegistry(planted)
     try:
         for name in ("standalone", "planted", "unix", "unix_query", "tls", "sentinel", "cluster"):
             assert registry.get(name).ping() is True, name
-        kwargs = registry.get("planted").connection_pool.connection_kwargs
-        assert kwargs["password"] == PLANTED
-        assert registry.get("unix_query").connection_pool.connection_kwargs["password"] == PLANTED
+        for name in ("planted", "unix", "unix_query", "tls"):
+            kwargs = registry.get(name).connection_pool.connection_kwargs
+            assert kwargs["password"] == password[0], name
+        assert registry.get("sentinel").connection_pool.connection_kwargs["password"] == password[0]
+        manager = registry.get("sentinel").sentinel_manager  # type: ignore[union-attr]
+        assert manager.sentinel_kwargs["password"] == password[1]
         assert registry.get("standalone").acl_whoami() == "app"
     finally:
         registry.close_all()
@@ -286,12 +322,58 @@ def test_exceptions_of_every_failure(
             },
             id="sentinel-kwargs-with-a-bad-key",
         ),
+        *(
+            pytest.param(entry, id=f"{where}-{kind}")
+            for kind, secret in (
+                ("nasty", NASTY),
+                ("sentinel-nasty", SENTINEL_NASTY),
+                ("slash", "Qz7Lw/" + PLANTED),
+                ("hash", "Qz7Lw#" + PLANTED),
+            )
+            for where, entry in (
+                ("raw-in-url", {"URL": f"redis://:{secret}@127.0.0.1:1/0"}),
+                ("raw-user-and-password", {"URL": f"redis://u:{secret}@127.0.0.1:1/0", "X": 1}),
+                ("raw-in-unix-url", {"URL": f"unix://u:{secret}@/tmp/r.sock?db=0"}),
+                ("raw-in-query", {"URL": f"redis://127.0.0.1:1/0?password={secret}", "X": 1}),
+                ("raw-in-cluster-url", {"URL": f"redis://:{secret}@127.0.0.1:1", "CLUSTER": True}),
+                (
+                    "options-and-url",
+                    {
+                        "URL": f"redis://:{quote(secret, safe='')}@127.0.0.1:1/0",
+                        "OPTIONS": {"password": secret, "db": 3},
+                    },
+                ),
+                (
+                    "sentinel-kwargs",
+                    {
+                        "SENTINELS": [("127.0.0.1", 1)],
+                        "SERVICE_NAME": "m",
+                        "SENTINEL_KWARGS": {"password": secret, "bogus": secret},
+                        "OPTIONS": {"password": secret, "protocol": 9},
+                    },
+                ),
+                (
+                    "options-refused-together",
+                    {
+                        "URL": f"redis://:{quote(secret, safe='')}@127.0.0.1:1/0",
+                        "OPTIONS": {"credential_provider": secret},
+                    },
+                ),
+            )
+        ),
     ],
 )
-def test_configuration_errors(entry: dict[str, Any], every_log_record: EverythingHandler) -> None:
+def test_configuration_errors(
+    entry: dict[str, Any], every_log_record: EverythingHandler, settings: Any
+) -> None:
+    raw = {"x": entry, "other": {"FAKE": True}}
     with pytest.raises(ConfigurationError) as info:
-        ConnectionRegistry().configure({"x": entry, "other": {"FAKE": True}})
+        ConnectionRegistry().configure(raw)
     assert_no_secret(exception_text(info.value), "a ConfigurationError")
+    settings.REDIS_CONNECTIONS = raw
+    checks = check_settings()
+    assert any(m.id.startswith("redis_conn.E0") for m in checks)
+    assert_no_secret("\n".join(f"{m.msg} {m.hint}" for m in checks), "a system check")
     assert_no_secret("\n".join(every_log_record.texts), "a log record")
 
 
@@ -424,3 +506,103 @@ def test_django_health_view_and_a_failing_request(
         assert_no_secret(response.content.decode(), "an error page")
     assert_no_secret("\n".join(every_log_record.texts), "a log record")
     assert any("failed to flush" in text for text in every_log_record.texts)
+
+
+# -- property: whatever the password, wherever it is, it never shows ------------------------------
+# A password is made of distinctive words ("Qz" + letters and digits) joined by characters that
+# cut URLs short, need escaping in a repr, or mean something in a query string or HTML. Placed in
+# the URL (raw or percent-encoded, user part or ?password=), OPTIONS or SENTINEL_KWARGS, beside
+# settings that make the configuration wrong or not, no word of it may appear in a problem, a
+# ConfigurationError, a spec's repr or target, or a health report (with PING, every connection
+# down: their errors are shown).
+
+SPECIALS = [*"/?#@: %&+='\"\\<>[]{}|^`~!$*(),;", "ü", "€", "\t"]
+WORD_CHARACTERS = string.ascii_letters + string.digits
+words = st.text(WORD_CHARACTERS, min_size=5, max_size=8).map(lambda w: "Qz" + w)
+nasty_passwords = st.lists(
+    st.tuples(words, st.sampled_from(SPECIALS)), min_size=1, max_size=4
+).flatmap(lambda pairs: words.map(lambda last: "".join(w + c for w, c in pairs) + last))
+# In a query string '&' starts the next parameter: a raw one there would split the password
+# into an unknown option name, which is shown (the docs say to percent-encode it).
+QUERY_UNSAFE = "&"
+
+
+def placed(password: str, where: str) -> dict[str, Any]:
+    encoded = quote(password, safe="")
+    query_raw = "".join(c for c in password if c not in QUERY_UNSAFE)
+    return {
+        "user-raw": {"URL": f"redis://:{password}@127.0.0.1:1/0"},
+        "user-and-name-raw": {"URL": f"redis://app:{password}@127.0.0.1:1/0"},
+        "user-encoded": {"URL": f"redis://app:{encoded}@127.0.0.1:1/0"},
+        "tls-encoded": {"URL": f"rediss://:{encoded}@127.0.0.1:1/0"},
+        "unix-raw": {"URL": f"unix://app:{password}@/tmp/none.sock?db=0"},
+        "query-raw": {"URL": f"redis://127.0.0.1:1/0?username=app&password={query_raw}"},
+        "query-encoded": {"URL": f"unix:///tmp/none.sock?db=0&password={encoded}"},
+        "cluster-raw": {"URL": f"redis://:{password}@127.0.0.1:1", "CLUSTER": True},
+        "cluster-encoded": {"URL": f"redis://:{encoded}@127.0.0.1:1", "CLUSTER": True},
+        "options": {"URL": "redis://127.0.0.1:1/0", "OPTIONS": {"password": password}},
+        "sentinel": {
+            "SENTINELS": [("127.0.0.1", 1)],
+            "SERVICE_NAME": "m",
+            "SENTINEL_KWARGS": {"password": password},
+            "OPTIONS": {"password": password},
+        },
+    }[where]
+
+
+PERTURBATIONS: list[dict[str, Any]] = [
+    {},
+    {"BOGUS": 1},
+    {"RETRY": -1},
+    {"OPTIONS": {"db": 5}},
+    {"OPTIONS": {"protocol": 9}},
+    {"OPTIONS": {"password": "Qzother0"}},
+    {"OPTIONS": {"credential_provider": "Qzcred00"}},
+    {"CLUSTER": True},
+    {"READ_FROM_REPLICAS": True},
+]
+
+
+@settings(max_examples=250, deadline=None, database=None)
+@given(
+    password=nasty_passwords,
+    where=st.sampled_from(
+        [
+            *("user-raw", "user-and-name-raw", "user-encoded", "tls-encoded", "unix-raw"),
+            *("query-raw", "query-encoded", "cluster-raw", "cluster-encoded", "options"),
+            "sentinel",
+        ]
+    ),
+    extra=st.sampled_from(PERTURBATIONS),
+)
+def test_a_password_never_shows_whatever_its_characters(
+    password: str, where: str, extra: dict[str, Any]
+) -> None:
+    entry = {**placed(password, where), "RETRY": 0, "SOCKET_CONNECT_TIMEOUT": 0.5}
+    for key, value in extra.items():
+        entry[key] = {**entry.get(key, {}), **value} if key == "OPTIONS" else value
+    raw = {"x": entry, "alias": {"ALIAS": "x"}}
+    shown = [str(p) for p in validate(raw)]
+    try:
+        specs = parse(raw)
+    except ConfigurationError as exc:
+        assert shown
+        shown.append(exception_text(exc))
+    else:
+        assert not shown
+        shown += [repr(s) + s.target for s in specs.values()]
+        registry = ConnectionRegistry(raw)
+        # An unreachable sentinel is retried by redis-py's own sentinel clients for seconds.
+        ping = where != "sentinel"
+        try:
+            report = registry.health(ping=ping)
+            assert report["status"] == ("down" if ping else "ok")
+            shown += [json.dumps(report), render(report)]
+        finally:
+            registry.close_all()
+    if isinstance(entry.get("URL"), str):
+        shown.append(mask_url(entry["URL"]))
+    pieces = [w for w in re.findall(r"Qz[A-Za-z0-9]+", password)]
+    for text in shown:
+        for piece in [password, *pieces]:
+            assert piece not in text, f"{piece!r} of {password!r} ({where}) shows: {text[:1500]}"

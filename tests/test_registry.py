@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +18,11 @@ import redis.cluster
 
 import redis_conn
 from redis_conn import ConfigurationError, ConnectionNotFound, ConnectionRegistry
+
+try:
+    from servers import wait_until
+except ModuleNotFoundError:  # tests/ imported as a package
+    from tests.servers import wait_until
 
 
 @pytest.fixture
@@ -105,12 +115,14 @@ def test_cluster_reads_from_replicas(registry: ConnectionRegistry, redis_cluster
         {"cache": {"URL": redis_cluster.url, "CLUSTER": True, "READ_FROM_REPLICAS": True}}
     )
     r = registry.get("cache")
-    # A fresh cluster announces its replicas a moment after it reports ok: wait for them.
+    # A fresh cluster announces its replicas a moment after it reports ok, and not to every
+    # node at once: wait until the client's own slot table (read from one node) lists one.
     deadline = time.monotonic() + 10
-    while not all(s["replicas"] for s in r.cluster_slots().values()):
-        assert time.monotonic() < deadline, "cluster replicas never appeared in CLUSTER SLOTS"
+    slot = r.keyslot("rk")
+    while len(r.nodes_manager.slots_cache.get(slot, [])) < 2:
+        assert time.monotonic() < deadline, "the client never saw a replica of the key's slot"
         time.sleep(0.1)
-    r.nodes_manager.initialize()
+        r.nodes_manager.initialize()
     r.set("rk", "v")
     while r.get("rk") != b"v":  # replication is asynchronous
         assert time.monotonic() < deadline, "the replica never received the key"
@@ -204,8 +216,8 @@ def test_configure_replaces_the_set_and_closes_old_pools(
     registry.configure({"other": {"FAKE": True}})
     assert registry.names() == ["other"]
     # the old pool's socket is closed
-    conn = old.connection_pool._leased or None
-    assert conn is None
+    usage = old.connection_pool.usage()
+    assert (usage.created, usage.in_use) == (0, 0)
     with redis_server.client() as raw:
         names = [c["name"] for c in raw.client_list()]
     assert len(names) == 1  # only the raw client itself
@@ -276,3 +288,142 @@ def test_client_and_pool_reprs_hide_the_password(
     assert "app-s3cret-pw" not in repr(r.connection_pool)
     assert "app-s3cret-pw" not in repr(registry.spec("acl"))
     assert "app-s3cret-pw" not in repr(r)
+
+
+# -- asyncio clients of event loops that ended ----------------------------------------------------
+# Each event loop gets its own asyncio clients. asyncio.run() (and asgiref, uvicorn, pytest-asyncio)
+# end a loop with loop.shutdown_asyncgens(): the registry closes that loop's clients then, so no
+# socket outlives its loop and nothing is left for the garbage collector to warn about.
+
+
+def resource_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_asyncio_run_300_times_leaves_no_unclosed_client_and_no_socket(redis_server: Any) -> None:
+    registry = ConnectionRegistry(
+        {"default": {"URL": redis_server.url}, "other": {"URL": redis_server.url}}
+    )
+    baseline = client_count(redis_server)
+
+    async def use() -> None:
+        await registry.get_async("default").incr("runs")
+        await registry.get_async("other").get("runs")
+
+    try:
+        gc.collect()  # what earlier tests left for the collector is not this test's
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(300):
+                asyncio.run(use())
+            gc.collect()
+        assert resource_warnings(caught) == []
+        assert registry._async_clients == {}  # the bookkeeping does not grow with the loops
+        with redis_server.client() as raw:
+            assert raw.get("runs") == b"300"
+        wait_until(
+            lambda: client_count(redis_server) == baseline,
+            5,
+            lambda: f"{client_count(redis_server)} clients on the server, {baseline} before",
+        )
+    finally:
+        registry.close_all()
+
+
+def test_a_loop_closed_without_shutdown_is_forgotten_quietly(redis_server: Any) -> None:
+    """loop.close() without shutdown_asyncgens(): the registry cannot close that loop's
+    sockets (its transports are gone with it), but it drops them without an error of its own,
+    and the next loop gets new clients."""
+    registry = ConnectionRegistry({"default": {"URL": redis_server.url}})
+
+    async def use() -> Any:
+        client = registry.get_async("default")
+        await client.ping()
+        return client
+
+    try:
+        gc.collect()  # what earlier tests left for the collector is not this test's
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loop = asyncio.new_event_loop()
+            first = loop.run_until_complete(use())
+            loop.close()
+            second = asyncio.run(use())
+            del first
+            gc.collect()
+        assert second is not None
+        assert registry._async_clients == {}
+        # Only asyncio's and redis-py's own notes about the abandoned socket, nothing of ours
+        # (an error of ours would be an "Exception ignored" that fails the test run).
+        package = Path(redis_conn.__file__).parent
+        assert caught, "the first loop's socket should have been reported unclosed"
+        assert {w.category for w in caught} == {ResourceWarning}
+        assert not [w for w in caught if Path(w.filename).is_relative_to(package)]
+    finally:
+        registry.close_all()
+
+
+def test_aclose_async_and_close_all_still_close_a_running_loops_clients(redis_server: Any) -> None:
+    registry = ConnectionRegistry({"default": {"URL": redis_server.url}})
+    baseline = client_count(redis_server)
+    started, release = threading.Event(), threading.Event()
+
+    async def explicit() -> None:
+        await registry.get_async("default").ping()
+        await registry.aclose_async()
+        assert registry._async_clients == {}
+        await registry.get_async("default").ping()  # a new client after aclose_async
+
+    async def closed_from_another_thread() -> None:
+        await registry.get_async("default").ping()
+        started.set()
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+
+    try:
+        gc.collect()  # what earlier tests left for the collector is not this test's
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            asyncio.run(explicit())
+            worker = threading.Thread(target=asyncio.run, args=(closed_from_another_thread(),))
+            worker.start()
+            assert started.wait(5)
+            registry.close_all()  # the loop runs in the worker thread
+            wait_until(
+                lambda: client_count(redis_server) == baseline,
+                5,
+                lambda: f"{client_count(redis_server)} clients, {baseline} before",
+            )
+            release.set()
+            worker.join(5)
+            gc.collect()
+        assert resource_warnings(caught) == []
+        assert registry._async_clients == {}
+    finally:
+        release.set()
+        registry.close_all()
+
+
+def test_a_registry_dropped_after_its_loop_closed_leaves_no_error(redis_server: Any) -> None:
+    """The registry's closer of that loop is garbage collected unfinished: nothing may try to
+    run it on the closed loop ("Exception ignored ... Event loop is closed", an error nobody
+    can catch)."""
+    errors: list[Any] = []
+    saved_hook = sys.unraisablehook
+    sys.unraisablehook = errors.append
+    try:
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            registry = ConnectionRegistry({"default": {"URL": redis_server.url}})
+
+            async def use(registry: ConnectionRegistry) -> None:
+                await registry.get_async("default").ping()
+
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(use(registry))
+            loop.close()
+            del registry
+            gc.collect()
+    finally:
+        sys.unraisablehook = saved_hook
+    assert [f"{e.exc_type.__name__}: {e.exc_value}" for e in errors] == []

@@ -1,4 +1,7 @@
-"""ASGI entry point: ``uvicorn --app-dir example_django example_site.asgi:application``."""
+"""ASGI entry point: ``uvicorn --app-dir example_django example_site.asgi:application``.
+
+RedisLifespan closes the Redis connections when the server shuts down.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from redis_conn.django.asgi import RedisLifespan
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_site.settings")
 
-application = get_asgi_application()
+application = RedisLifespan(get_asgi_application())

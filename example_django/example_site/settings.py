@@ -8,7 +8,9 @@ nothing but ``pip install -e .[django]``. Give URLs to run it on real servers::
     REDIS_CACHE_URL=redis://127.0.0.1:7000        # "cache" ...
     REDIS_CACHE_CLUSTER=1                         # ... is a Redis Cluster (node URL above)
 
-"sessions" is an alias of "default": another name, the same pool.
+"sessions" is an alias of "default": another name, the same pool. Django's cache API (a cached
+page) and Django's sessions (the cache session engine) use "default" too, through
+redis_conn's cache backend: the same pool as the page counters.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ USE_TZ = True
 INSTALLED_APPS = ["redis_conn.django"]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "redis_conn.django.middleware.RequestPipelineMiddleware",
 ]
@@ -34,6 +37,15 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "redis_conn.django.reporting.SafeExceptionRe
 ROOT_URLCONF = "example_site.urls"
 WSGI_APPLICATION = "example_site.wsgi.application"
 DATABASES: dict[str, dict[str, Any]] = {}
+# Django's cache on the "default" connection, and the sessions in it (no database needed).
+CACHES = {
+    "default": {
+        "BACKEND": "redis_conn.django.cache.RedisCache",
+        "LOCATION": "default",
+        "KEY_PREFIX": "example",
+    }
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 
 
 def connections_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, dict[str, Any]]:

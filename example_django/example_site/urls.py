@@ -11,4 +11,6 @@ urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("api/stats/", views.stats_json, name="stats"),
     path("health/", health, name="health"),
+    path("about/", views.about, name="about"),
+    path("visits/", views.visits, name="visits"),
 ]

@@ -6,6 +6,9 @@
   per server after the view returns, the servers concurrently.
 * ``/dashboard/`` needs answers, so it calls ``request.redis.execute()`` mid-view.
 * ``/api/stats/`` is the dashboard as JSON; ``/health/`` is ``redis_conn.django.views.health``.
+* ``/about/`` is cached for 30 s by Django's ``cache_page``, and ``/visits/`` counts your visits
+  in your session: both through Django's cache API, stored by redis_conn's cache backend on
+  the ``default`` connection.
 
 Pick a visitor with ``?user=ann``; there are no accounts and no database.
 """
@@ -19,8 +22,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.views.decorators.cache import cache_page
 
-from redis_conn.pipeline import Pipeline
+from redis_conn.django import RedisHttpRequest
 from redis_conn.registry import connections
 
 FEED_LENGTH = 10
@@ -34,30 +38,25 @@ def visitor(request: HttpRequest) -> str:
     return user if re.fullmatch(r"[A-Za-z0-9_-]{1,30}", user) else "guest"
 
 
-def redis(request: HttpRequest) -> Pipeline:
-    """``request.redis``, set by RequestPipelineMiddleware (typed for the checker)."""
-    pipe: Pipeline = request.redis  # type: ignore[attr-defined, unused-ignore]
-    return pipe
-
-
-def record_activity(request: HttpRequest, user: str, what: str) -> None:
-    feed = redis(request)["activity"]
+def record_activity(request: RedisHttpRequest, user: str, what: str) -> None:
+    feed = request.redis["activity"]
     feed.lpush(f"feed:{user}", f"{time.strftime('%H:%M:%S')} {what}")
     feed.ltrim(f"feed:{user}", 0, FEED_LENGTH - 1)
 
 
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: RedisHttpRequest) -> HttpResponse:
     user = visitor(request)
-    redis(request).incr("hits:home")
+    request.redis.incr("hits:home")
     record_activity(request, user, "visited the home page")
-    redis(request)["sessions"].hset(f"session:{user}", "last_seen", int(time.time()))
-    redis(request)["cache"].set(LAST_VISITOR, user, ex=CACHE_SECONDS)
+    request.redis["sessions"].hset(f"session:{user}", "last_seen", int(time.time()))
+    request.redis["cache"].set(LAST_VISITOR, user, ex=CACHE_SECONDS)
     # Sent after this return, before the response leaves: one round trip per server.
     body = format_html(
         "<p>Hello, {}. This visit was counted, added to your activity feed and stamped on "
         "your session, in one batch per Redis server, after this view returned.</p>"
         '<p><a href="/dashboard/?user={}">Your dashboard</a> · '
         '<a href="/api/stats/?user={}">as JSON</a> · <a href="/health/">health</a> · '
+        '<a href="/about/">about</a> · <a href="/visits/">your visits</a> · '
         "visit as {}</p>",
         user,
         user,
@@ -67,9 +66,9 @@ def home(request: HttpRequest) -> HttpResponse:
     return HttpResponse(page("redis_conn example", body))
 
 
-def read_stats(request: HttpRequest, user: str) -> dict[str, Any]:
+def read_stats(request: RedisHttpRequest, user: str) -> dict[str, Any]:
     """Queue the reads on three servers, run them in one go, and return the answers."""
-    p = redis(request)
+    p = request.redis
     own_hit = p.incr("hits:dashboard")
     home_hits = p.get("hits:home")
     feed = p["activity"].lrange(f"feed:{user}", 0, FEED_LENGTH - 1)
@@ -90,7 +89,7 @@ def read_stats(request: HttpRequest, user: str) -> dict[str, Any]:
     }
 
 
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: RedisHttpRequest) -> HttpResponse:
     stats = read_stats(request, visitor(request))
     body = format_html(
         "<p>Home page hits: <b>{}</b> · dashboard hits: <b>{}</b> · last visitor: {}</p>"
@@ -115,8 +114,27 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return HttpResponse(page(f"Dashboard of {stats['user']}", body))
 
 
-def stats_json(request: HttpRequest) -> JsonResponse:
+def stats_json(request: RedisHttpRequest) -> JsonResponse:
     return JsonResponse(read_stats(request, visitor(request)))
+
+
+@cache_page(30)
+def about(request: HttpRequest) -> HttpResponse:
+    """Rendered once per 30 seconds; in between, Django's cache serves it from Redis."""
+    body = format_html(
+        "<p>This page was rendered at {} and is cached for 30 seconds with Django's "
+        "<code>cache_page</code>, on the <code>default</code> connection.</p>"
+        '<p><a href="/">Home</a></p>',
+        time.strftime("%H:%M:%S"),
+    )
+    return HttpResponse(page("About", body))
+
+
+def visits(request: HttpRequest) -> JsonResponse:
+    """Your visits to this page, kept in your session (the cache session engine)."""
+    count = request.session.get("visits", 0) + 1
+    request.session["visits"] = count
+    return JsonResponse({"visits": count})
 
 
 def page(title: str, body: SafeString) -> SafeString:

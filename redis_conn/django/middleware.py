@@ -9,7 +9,7 @@ pipeline itself is created only when the view first uses ``request.redis`` (or
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.apps import apps
@@ -18,13 +18,15 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponseBase
 
-from redis_conn.django.checks import ON_FLUSH_ERROR_SETTING
+from redis_conn.django.checks import ON_FLUSH_ERROR_SETTING, SERVER_TIMING_SETTING
+from redis_conn.django.request import RedisHttpRequest, RequestRedis
 from redis_conn.request_scope import (
     OnError,
     PipelineProxy,
     RequestPipeline,
     activate,
     deactivate,
+    server_timing_header,
 )
 
 _SCOPE_ATTR = "_redis_conn_scope"
@@ -45,6 +47,9 @@ class RequestPipelineMiddleware:
 
     A streaming response is flushed when the view returns it, before its content is
     generated: its generator cannot queue into ``request.redis`` (that raises RuntimeError).
+
+    With ``REDIS_CONN_SERVER_TIMING = True``, a response whose request sent commands gets
+    ``Server-Timing: redis;dur=<ms>;desc="<N> commands, <M> round trips"``.
 
     List it last in MIDDLEWARE: Django offers a view's exception to ``process_exception``
     from the last middleware to the first, and one that answers with a response stops it
@@ -70,13 +75,15 @@ class RequestPipelineMiddleware:
             return self.__acall__(request)
         scope = _start(request)
         token = activate(scope)
+        get_response = cast(GetResponse, self.get_response)  # not async_mode
         try:
-            response = self.get_response(request)
+            response = get_response(request)
         except BaseException:
             scope.discard()
             raise
         else:
             _flush(scope)
+            _server_timing(scope, response)
         finally:
             deactivate(token)
         return response
@@ -84,14 +91,16 @@ class RequestPipelineMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         scope = _start(request)
         token = activate(scope)
+        get_response = cast(AsyncGetResponse, self.get_response)  # async_mode said so
         try:
-            response = await self.get_response(request)
+            response = await get_response(request)
         except BaseException:
             scope.discard()
             raise
         else:
             if scope.started:
                 await scope.aflush(on_error=_on_error())
+                _server_timing(scope, response)
             else:
                 scope.flush()  # nothing queued: only marks the request's pipeline finished
         finally:
@@ -107,7 +116,7 @@ class RequestPipelineMiddleware:
 def _start(request: HttpRequest) -> RequestPipeline:
     scope = RequestPipeline(description=f"{request.method} {request.path}")
     request.__dict__[_SCOPE_ATTR] = scope
-    request.redis = PipelineProxy(scope)
+    cast(RedisHttpRequest, request).redis = cast(RequestRedis, PipelineProxy(scope))
     return scope
 
 
@@ -120,6 +129,15 @@ def _discard(request: HttpRequest | None) -> None:
 def _flush(scope: RequestPipeline) -> None:
     # The setting is read only when there is something to send: an unused pipeline costs nothing.
     scope.flush(on_error=_on_error() if scope.started else "raise")
+
+
+def _server_timing(scope: RequestPipeline, response: HttpResponseBase) -> None:
+    # Read only when the request used its pipeline: an unused one costs nothing.
+    if scope.started and getattr(settings, SERVER_TIMING_SETTING, False) is True:
+        stats = scope.stats
+        if stats.round_trips:
+            existing = response.headers.get("Server-Timing")
+            response.headers["Server-Timing"] = server_timing_header(existing, stats)
 
 
 def _on_error() -> OnError:

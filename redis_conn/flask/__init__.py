@@ -1,7 +1,8 @@
-"""Flask integration: ``RedisConn``, the request pipeline and ``flask redis pools``."""
+"""Flask integration: ``RedisConn``, the request pipeline, ``flask redis pools`` and ``health``."""
 
 from __future__ import annotations
 
 from redis_conn.flask.extension import RedisConn
+from redis_conn.flask.views import health
 
-__all__ = ["RedisConn"]
+__all__ = ["RedisConn", "health"]

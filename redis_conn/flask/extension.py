@@ -25,8 +25,15 @@ from flask.signals import got_request_exception
 
 from redis_conn.exceptions import ConfigurationError
 from redis_conn.flask.cli import redis_cli
+from redis_conn.naming import prefix_from_module
 from redis_conn.registry import ConnectionRegistry, add_registry_resolver
-from redis_conn.request_scope import ON_ERROR_CHOICES, OnError, RequestPipeline, add_scope_resolver
+from redis_conn.request_scope import (
+    ON_ERROR_CHOICES,
+    OnError,
+    RequestPipeline,
+    add_scope_resolver,
+    server_timing_header,
+)
 
 if TYPE_CHECKING:
     from flask.wrappers import Response
@@ -34,7 +41,15 @@ if TYPE_CHECKING:
     from redis_conn.clients import Client
     from redis_conn.pipeline import Pipeline
 
-__all__ = ["EXTENSION_NAME", "ON_FLUSH_ERROR_SETTING", "SETTINGS_NAME", "RedisConn", "app_registry"]
+__all__ = [
+    "EXTENSION_NAME",
+    "HEALTH_DETAILS_SETTING",
+    "ON_FLUSH_ERROR_SETTING",
+    "SETTINGS_NAME",
+    "RedisConn",
+    "app_registry",
+    "app_state",
+]
 
 #: The key of ``app.extensions`` holding an app's state.
 EXTENSION_NAME = "redis_conn"
@@ -42,6 +57,15 @@ EXTENSION_NAME = "redis_conn"
 SETTINGS_NAME = "REDIS_CONNECTIONS"
 #: The config key saying what a failed flush of the request pipeline does: "raise" or "log".
 ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
+#: The config key saying who sees the whole report of the health view (redis_conn.flask.health):
+#: False (the default: nobody, statuses only), True (everyone) or a callable asked per request.
+HEALTH_DETAILS_SETTING = "REDIS_CONN_HEALTH_DETAILS"
+#: The config key of the prefix of every connection's name on the server; absent: the app's.
+CLIENT_NAME_PREFIX_SETTING = "REDIS_CONN_CLIENT_NAME_PREFIX"
+#: The config key that adds a Server-Timing header to responses that used the pipeline.
+SERVER_TIMING_SETTING = "REDIS_CONN_SERVER_TIMING"
+
+HealthDetails = bool | Callable[[], bool]
 
 _G_SCOPE = "_redis_conn_request_pipeline"
 _GUARDED = "__redis_conn_guarded__"
@@ -56,6 +80,8 @@ class _AppState:
     extension: RedisConn
     registry: ConnectionRegistry
     on_flush_error: OnError
+    health_details: HealthDetails = False
+    server_timing: bool = False
 
 
 class RedisConn:
@@ -89,9 +115,33 @@ class RedisConn:
                     f"{ON_FLUSH_ERROR_SETTING} must be 'raise' or 'log', not {on_flush_error!r}.",
                 ]
             )
+        health_details = app.config.get(HEALTH_DETAILS_SETTING, False)
+        if not isinstance(health_details, bool) and not callable(health_details):
+            raise ConfigurationError(
+                [
+                    f"{HEALTH_DETAILS_SETTING} must be True, False or a function of no "
+                    f"arguments that returns whether to show them, not {health_details!r}.",
+                ]
+            )
+        server_timing = app.config.get(SERVER_TIMING_SETTING, False)
+        if not isinstance(server_timing, bool):
+            raise ConfigurationError(
+                [f"{SERVER_TIMING_SETTING} must be True or False, not {server_timing!r}."]
+            )
         registry = ConnectionRegistry()
-        registry.configure(app.config.get(SETTINGS_NAME))  # None: the embedded FAKE default
-        app.extensions[EXTENSION_NAME] = _AppState(self, registry, on_flush_error)
+        registry.configure(  # None: the embedded FAKE default
+            app.config.get(SETTINGS_NAME),
+            client_name_prefix=app.config.get(
+                CLIENT_NAME_PREFIX_SETTING, prefix_from_module(app.name)
+            ),
+        )
+        app.extensions[EXTENSION_NAME] = _AppState(
+            self,
+            registry,
+            on_flush_error,
+            health_details=health_details,
+            server_timing=server_timing,
+        )
 
         app.before_request(_guard_view)
         app.after_request(_flush_request_pipeline)
@@ -157,13 +207,18 @@ class RedisConn:
 
 def app_registry(app: Flask) -> ConnectionRegistry:
     """The :class:`~redis_conn.ConnectionRegistry` that ``init_app`` made for ``app``."""
+    return app_state(app).registry
+
+
+def app_state(app: Flask) -> _AppState:
+    """What ``init_app`` keeps for ``app``: its registry and its settings."""
     state = app.extensions.get(EXTENSION_NAME)
     if not isinstance(state, _AppState):
         raise RuntimeError(
             f"The Flask app {app.name!r} is not registered with redis_conn. Did you forget to "
             "call rc.init_app(app) in the app factory?"
         )
-    return state.registry
+    return state
 
 
 # -- resolvers: the core API inside an app context ---------------------------------------------
@@ -207,6 +262,9 @@ def _flush_request_pipeline(response: Response) -> Response:
         on_error: OnError = "raise" if state is None else state.on_flush_error
         # "raise": the PipelineError propagates and Flask answers 500 (and logs it).
         scope.flush(on_error=on_error)
+        if state is not None and state.server_timing and scope.stats.round_trips:
+            existing = response.headers.get("Server-Timing")
+            response.headers["Server-Timing"] = server_timing_header(existing, scope.stats)
     return response
 
 

@@ -200,6 +200,7 @@ def test_w002_threshold_defaults_to_python_s_thread_pool_size(settings: Any) -> 
     settings.REDIS_CONNECTIONS = {
         "small": {"URL": URL, "BLOCKING": False, "MAX_CONNECTIONS": threads - 1},
         "enough": {"URL": URL, "BLOCKING": False, "MAX_CONNECTIONS": threads},
+        "default": {"ALIAS": "enough"},  # request.redis needs one (redis_conn.E103)
     }
     assert [(m.id, m.obj) for m in check_settings()] == [
         ("redis_conn.W002", "REDIS_CONNECTIONS['small']")
@@ -262,3 +263,66 @@ def test_no_check_opens_a_network_connection(
     assert [m.id for m in messages] == ["redis_conn.W002"]
     assert after == before
     assert connections.created_clients() == {}
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        pytest.param(
+            {"URL": "redis://[::1:6379/0"},
+            error(
+                "users",
+                "Redis connection 'users' has URL 'redis://[::1:6379/0' that redis-py cannot "
+                "parse: Invalid IPv6 URL.",
+                None,
+                "E005",
+            ),
+            id="unclosed-ipv6-bracket",  # was a raw ValueError that crashed manage.py check
+        ),
+        pytest.param(
+            {"URL": URL, "OPTIONS": {"db": 7}},
+            error(
+                "users",
+                "Redis connection 'users' has OPTIONS['db']=7 and a URL naming db 0; redis-py "
+                "would use the URL's db 0.",
+                "Keep the database number in the URL (end it with /7 if that is the one you "
+                "mean) and remove OPTIONS['db'].",
+                "E009",
+            ),
+            id="db-twice",
+        ),
+        pytest.param(
+            {"URL": URL, "RETRY": 10**12},
+            error(
+                "users",
+                "Redis connection 'users' has RETRY=1000000000000 (int); expected a whole number "
+                ">= 0 and <= 20.",
+                "Leave RETRY out to use the default, 3.",
+                "E003",
+            ),
+            id="retry-huge",
+        ),
+        pytest.param(
+            {"URL": "redis://:s3cr/et@127.0.0.1:6390/0"},
+            error(
+                "users",
+                "Redis connection 'users' has URL 'redis://:***@127.0.0.1:6390/0' with an '@' "
+                "after the host: a '/', '?' or '#' in the user name or password cut the URL "
+                "short, so redis-py would read the rest of the password as the host, path or "
+                "query.",
+                "Percent-encode the user name and password, e.g. urllib.parse.quote(password, "
+                "safe=''), or move the password to OPTIONS['password'].",
+                "E005",
+            ),
+            id="unencoded-slash-in-password",
+        ),
+    ],
+)
+def test_settings_redis_py_would_refuse_are_check_errors(
+    settings: Any, entry: dict[str, Any], expected: Error
+) -> None:
+    settings.REDIS_CONNECTIONS = {"users": entry}
+    assert check_settings() == [expected]
+    with pytest.raises(SystemCheckError) as excinfo:
+        call_command("check", tags=["redis_conn"])
+    assert f"(redis_conn.{expected.id[-4:]}) {expected.msg}" in str(excinfo.value)

@@ -54,7 +54,7 @@ def test_text_report_all_reachable(configured: Any, redis_server: Any, redis_ser
         redis_server_b.acl_url.replace(PASSWORD, "***"),
         "ok",
     ]
-    assert rows["users"][5] == "0/1/20"  # in use/created/max
+    assert rows["users"][5] == "0/0/20"  # in use/created/max: the probe is not the pool's
     assert rows["sessions"][1:3] == ["->", "default"]
     assert rows["dev"][1:4] == ["fake", "fakeredis://", "ok"]
     assert lines[-1] == "overall: ok  (POOL = in use/created/max)"

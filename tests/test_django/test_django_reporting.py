@@ -3,15 +3,27 @@ show there. redis_conn's reporter filter masks it; check W004 asks for the filte
 
 from __future__ import annotations
 
+import logging
+import re
+import string
 import sys
 from collections.abc import Iterator
+from html import unescape
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
 from django.core.checks import Warning
-from django.test import RequestFactory
+from django.http import HttpRequest, HttpResponse
+from django.test import Client as DjangoClient
+from django.test import RequestFactory, override_settings
+from django.urls import path
+from django.utils.log import AdminEmailHandler
 from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from redis_conn.django.checks import W004, W004_HINT, check_settings
 from redis_conn.registry import get_redis
@@ -96,7 +108,9 @@ def test_w004_asks_for_the_filter_when_a_url_holds_a_password(acl_settings: Any)
     assert [m for m in check_settings() if m.id == "redis_conn.W004"] == []
 
 
-def test_no_w004_without_a_password_in_a_url(settings: Any, redis_server_b: Any) -> None:
+def test_w004_for_a_password_in_options_too(settings: Any, redis_server_b: Any) -> None:
+    """Django hides the setting OPTIONS['password'] by its name, but not the frame variables
+    of redis-py's login (see the hung handshake below): W004 asks for the filter all the same."""
     settings.DEFAULT_EXCEPTION_REPORTER_FILTER = DJANGO_FILTER
     settings.REDIS_CONNECTIONS = {
         "default": {
@@ -105,9 +119,199 @@ def test_no_w004_without_a_password_in_a_url(settings: Any, redis_server_b: Any)
                 "username": redis_server_b.acl_user,
                 "password": redis_server_b.acl_password,
             },
-        }
+        },
+        "open": {"URL": f"redis://127.0.0.1:{redis_server_b.port}/1"},
     }
-    assert [m for m in check_settings() if m.id == "redis_conn.W004"] == []
+    assert [(m.id, m.obj) for m in check_settings() if m.id == "redis_conn.W004"] == [
+        ("redis_conn.W004", "REDIS_CONNECTIONS['default']")
+    ]
     assert get_redis("default").ping() is True
     text, _ = error_report(ValueError("a view failed"))
     assert redis_server_b.acl_password not in text  # Django hides OPTIONS['password'] itself
+    settings.DEFAULT_EXCEPTION_REPORTER_FILTER = FILTER
+    assert [m for m in check_settings() if m.id == "redis_conn.W004"] == []
+
+
+# -- a server that hangs during the handshake ---------------------------------------------------
+# redis-py sends AUTH and waits for the reply with the password in a local variable
+# (``auth_args``); the timeout's traceback goes through that frame, so Django's DEBUG page and
+# the HTML of its error e-mails list it. Whatever characters the password has, it must not
+# show, in any form (as typed, percent-encoded, escaped inside a repr, HTML-escaped).
+
+NASTY_PASSWORDS = [
+    "Sup3r/Secret?#@: pw",
+    "q'uo\"te\\back+slash=1&x",
+    "ünï€ode %4G pw",
+    "<b>&amp;html</b>",
+    "colon:at@slash/",
+]
+
+
+def visible_forms(password: str) -> set[str]:
+    """How a password can be written out on a page, before HTML escaping."""
+    encoded = password.encode()
+    return {
+        password,
+        quote(password, safe=""),
+        repr(password)[1:-1],
+        repr(password + "'\"")[1:-4],
+        repr(encoded)[2:-1],
+        repr(encoded + b"'\"")[2:-4],
+    }
+
+
+def shows(password: str, page: str) -> bool:
+    return any(form in text for form in visible_forms(password) for text in (page, unescape(page)))
+
+
+def hangs(request: HttpRequest) -> HttpResponse:
+    get_redis("default").get("k")  # the server is stopped: times out in the AUTH handshake
+    return HttpResponse("unreachable")
+
+
+urlpatterns = [path("hangs/", hangs)]
+
+
+def placements(password: str, port: int) -> list[tuple[str, dict[str, Any]]]:
+    base = {"SOCKET_TIMEOUT": 0.2, "SOCKET_CONNECT_TIMEOUT": 0.2}
+    return [
+        (
+            "OPTIONS",
+            {
+                "URL": f"redis://127.0.0.1:{port}/0",
+                "OPTIONS": {"username": "default", "password": password},
+                **base,
+            },
+        ),
+        ("URL", {"URL": f"redis://default:{quote(password, safe='')}@127.0.0.1:{port}/0", **base}),
+        (
+            "query",
+            {
+                "URL": f"redis://127.0.0.1:{port}/0?username=default"
+                f"&password={quote(password, safe='')}",
+                **base,
+            },
+        ),
+    ]
+
+
+@pytest.fixture
+def hung_server(killable_server: Any) -> Iterator[Any]:
+    killable_server.pause()
+    try:
+        yield killable_server
+    finally:
+        killable_server.resume()
+
+
+@pytest.mark.parametrize("password", NASTY_PASSWORDS)
+def test_a_hung_handshake_never_shows_the_password_on_the_debug_page_or_in_the_e_mail(
+    settings: Any, hung_server: Any, mailoutbox: list[Any], password: str
+) -> None:
+    settings.ROOT_URLCONF = __name__
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    client = DjangoClient(raise_request_exception=False)
+    handler = AdminEmailHandler(include_html=True)
+    logger = logging.getLogger("django.request")
+    logger.addHandler(handler)
+    try:
+        for index, (where, entry) in enumerate(placements(password, hung_server.port)):
+            settings.REDIS_CONNECTIONS = {"default": entry}
+            settings.DEBUG = True
+            if index == 0:  # Django's own filter shows it (else this test would prove nothing)
+                settings.DEFAULT_EXCEPTION_REPORTER_FILTER = DJANGO_FILTER
+                get_default_exception_reporter_filter.cache_clear()
+                page = client.get("/hangs/").content.decode()
+                assert "auth_args" in page
+                assert shows(password, page), f"{where}: the test did not reach the handshake"
+            # Ours does not, neither on the DEBUG page nor in the error e-mail.
+            settings.DEFAULT_EXCEPTION_REPORTER_FILTER = FILTER
+            get_default_exception_reporter_filter.cache_clear()
+            page = client.get("/hangs/").content.decode()
+            assert "auth_args" in page and "Timeout reading from socket" in page
+            assert not shows(password, page), f"{where}: the password is on the DEBUG page"
+            settings.DEBUG = False
+            mailoutbox.clear()
+            response = client.get("/hangs/")
+            assert response.status_code == 500
+            # Django's own handler (text) and ours (with the HTML report attached).
+            htmls = [html for mail in mailoutbox for html, _ in mail.alternatives]
+            assert len(htmls) == 1 and "auth_args" in htmls[0]
+            for mail in mailoutbox:
+                texts = [mail.subject, mail.body, *(html for html, _ in mail.alternatives)]
+                assert not any(shows(password, t) for t in texts), f"{where}: in an e-mail"
+    finally:
+        logger.removeHandler(handler)
+
+
+# -- property: any shape of frame variable, any password -----------------------------------------
+
+SPECIALS = [*"/?#@: %&+='\"\\<>[]{}|^`~!$*(),;", "ü", "€", "\t", "\n"]
+words = st.text(string.ascii_letters + string.digits, min_size=5, max_size=8).map(
+    lambda w: "Qz" + w
+)
+passwords = st.lists(st.tuples(words, st.sampled_from(SPECIALS)), min_size=1, max_size=3).flatmap(
+    lambda pairs: words.map(lambda last: "".join(w + c for w, c in pairs) + last)
+)
+
+
+class Holder:
+    """An object whose repr shows what it holds (as many connection-like objects do)."""
+
+    def __init__(self, held: object) -> None:
+        self.held = held
+
+    def __repr__(self) -> str:
+        return f"Holder(held={self.held!r})"
+
+
+def shapes(password: str) -> list[object]:
+    encoded = password.encode()
+    long_text = f"AUTH default {password} " + "x " * 60  # pprint wraps it over lines
+    return [
+        password,
+        encoded,
+        ("default", password),
+        ["AUTH", encoded],
+        {"password": password, "nested": {"args": ("AUTH", "default", password)}},
+        {password: "as a key"},
+        {frozenset({password})},
+        Holder(password),
+        [Holder(encoded), long_text],
+        long_text,
+        f"redis://default:{quote(password, safe='')}@127.0.0.1:6390/0",
+    ]
+
+
+def failing_frame(**variables: Any) -> None:
+    raise RuntimeError("a view failed")
+
+
+@hypothesis_settings(max_examples=60, deadline=None, database=None)
+@given(password=passwords, where=st.sampled_from(["OPTIONS", "URL", "SENTINEL_KWARGS"]))
+def test_frame_variables_never_show_a_configured_password(password: str, where: str) -> None:
+    entry: dict[str, Any] = {
+        "OPTIONS": {"URL": "redis://127.0.0.1:6390/0", "OPTIONS": {"password": password}},
+        "URL": {"URL": f"redis://default:{quote(password, safe='')}@127.0.0.1:6390/0"},
+        "SENTINEL_KWARGS": {
+            "SENTINELS": [("127.0.0.1", 26390)],
+            "SERVICE_NAME": "m",
+            "SENTINEL_KWARGS": {"password": password},
+        },
+    }[where]
+    with override_settings(
+        REDIS_CONNECTIONS={"default": entry}, DEFAULT_EXCEPTION_REPORTER_FILTER=FILTER, DEBUG=True
+    ):
+        get_default_exception_reporter_filter.cache_clear()
+        try:
+            failing_frame(**{f"v{i}": shape for i, shape in enumerate(shapes(password))})
+        except RuntimeError:
+            reporter = ExceptionReporter(RequestFactory().get("/"), *sys.exc_info())
+        pages = [reporter.get_traceback_text(), reporter.get_traceback_html()]
+    get_default_exception_reporter_filter.cache_clear()
+    pieces = re.findall(r"Qz[A-Za-z0-9]+", password)
+    assert "Holder(held=" in unescape(pages[1])  # the HTML lists the variables, masked
+    for page in pages:
+        assert not shows(password, page)
+        for piece in pieces:
+            assert piece not in page and piece not in unescape(page), (piece, password)

@@ -89,3 +89,37 @@ def test_the_urlconf_can_name_the_connections_to_probe(one_down: Any, client: Cl
 def test_only_get_and_head(configured: Any, client: Client) -> None:
     assert client.head("/healthz/").status_code == 200
     assert client.post("/healthz/").status_code == 405
+
+
+def test_post_is_405_also_with_the_csrf_middleware(configured: Any) -> None:
+    configured.MIDDLEWARE = [
+        "django.middleware.csrf.CsrfViewMiddleware",
+        *configured.MIDDLEWARE,
+    ]
+    client = Client(enforce_csrf_checks=True)  # as a real browser or probe meets it
+    assert client.post("/healthz/").status_code == 405
+    assert client.put("/healthz/").status_code == 405
+    assert client.get("/healthz/").status_code == 200
+    # The exemption is the health view's only: another view still gets CSRF's 403.
+    assert client.post("/hits/").status_code == 403
+
+
+def test_a_stopped_server_is_down_and_its_error_names_the_connection(
+    settings: Any, killable_server: Any, client: Client
+) -> None:
+    # A stopped server: RETRY (3 by default) would make a command wait out the backoff.
+    settings.REDIS_CONNECTIONS = {"default": {"URL": killable_server.url}}
+    killable_server.kill()
+    response = client.get("/healthz/")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "down",
+        "connections": [{"name": "default", "status": "down"}],
+    }
+    request = RequestFactory().get("/healthz/")
+    request.user = User(username="ops", is_staff=True)
+    error = json.loads(health(request).content)["connections"][0]["error"]
+    assert error == (
+        f"ConnectionError: Redis connection 'default': Error 111 connecting to "
+        f"127.0.0.1:{killable_server.port}. Connection refused."
+    )

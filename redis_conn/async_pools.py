@@ -1,0 +1,257 @@
+"""The asyncio twin of :mod:`redis_conn.pools`: fair, safe to cancel, never poisoned.
+
+A task waiting for a connection is woken in arrival order (FIFO) with one, or with leave to
+make one; ``BLOCKING=False`` fails at once; either way the error is :class:`PoolExhausted`.
+Every change to the pool's state happens between two ``await``\\ s, so a cancellation (which
+arrives only at an ``await``) never leaves it half done, and giving a connection back never
+suspends. As in the sync pool, lent connections are held only weakly: one whose borrower
+vanished (an exception from a signal handler, say) is garbage-collected and its place freed
+(looked for when a waiter reaches POOL_TIMEOUT, before it gives up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio.connection
+import redis.asyncio.sentinel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from redis_conn.exceptions import PoolExhausted
+from redis_conn.guarded import has_data, owes_replies
+from redis_conn.pools import PoolUsage, collect_garbage
+
+if TYPE_CHECKING:
+    from redis_conn.metrics import PoolObserver
+
+_CREATE = object()  # what a waiter is woken with when it may make a connection
+
+
+class AsyncGuardedPool:
+    """The lending logic; mixed in front of redis-py's asyncio ConnectionPool classes."""
+
+    max_connections: int
+    _available_connections: list[Any]
+
+    def __init__(
+        self,
+        *args: Any,
+        connection_name: str,
+        blocking: bool = True,
+        pool_timeout: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        self.connection_name = connection_name
+        self.blocking = blocking
+        self.pool_timeout = pool_timeout
+        self.observer: PoolObserver | None = None
+        self._forget_leases()
+        super().__init__(*args, **kwargs)
+
+    def _forget_leases(self) -> None:
+        # id(borrowed thing) -> weak reference: a connection, or a waiter allowed to make one.
+        self._leases: dict[int, weakref.ref[Any]] = {}
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._closed = False
+
+    def reset(self) -> None:
+        self._forget_leases()
+        super().reset()  # type: ignore[misc]
+
+    @property
+    def _in_use_connections(self) -> set[Any]:
+        refs = list(self._leases.values())
+        return {
+            c for c in (r() for r in refs) if c is not None and not isinstance(c, asyncio.Future)
+        }
+
+    @_in_use_connections.setter
+    def _in_use_connections(self, value: Any) -> None:
+        pass  # redis-py's reset() assigns an empty set; our leases live in _leases
+
+    def make_connection(self) -> Any:
+        connection = super().make_connection()  # type: ignore[misc]
+        connection.connection_name = self.connection_name
+        connection._redis_conn_ref = weakref.ref(connection)
+        return connection
+
+    def can_get_connection(self) -> bool:
+        return bool(self._available_connections) or self._free_places() > 0
+
+    # -- lending -----------------------------------------------------------------------------
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        observer = self.observer
+        started = time.monotonic() if observer is not None else 0.0
+        idle = self._available_connections
+        if idle and not self._waiters:
+            connection = idle.pop()
+            self._leases[id(connection)] = connection._redis_conn_ref
+        elif not self._waiters and self._free_places() > 0:
+            connection = self._create()
+        elif not self.blocking:
+            self._exhausted(waited=None)
+        else:
+            connection = await self._wait()
+        if observer is not None:
+            observer.waited(time.monotonic() - started)
+        try:
+            await self._ready(connection)
+        except BaseException:
+            await self._give_back(connection)
+            raise
+        return connection
+
+    def _free_places(self) -> int:
+        free = self.max_connections - len(self._available_connections) - len(self._leases)
+        if free <= 0:
+            for key, ref in list(self._leases.items()):
+                if ref() is None:  # a borrower vanished without giving it back
+                    self._leases.pop(key, None)
+            free = self.max_connections - len(self._available_connections) - len(self._leases)
+        return free
+
+    def _create(self) -> Any:
+        connection = self.make_connection()
+        self._leases[id(connection)] = connection._redis_conn_ref
+        return connection
+
+    async def _wait(self) -> Any:
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            # Woken by a connection given back, or by leave to make one; only at the deadline
+            # does it look for places freed by borrowers that vanished (rare in asyncio, where
+            # a cancellation lands at an await, not inside the pool's bookkeeping).
+            await asyncio.wait((waiter,), timeout=self.pool_timeout)
+            if not waiter.done():
+                collect_garbage(self, time.monotonic())
+                self._grant_free_places()
+            if not waiter.done():
+                self._exhausted(waited=self.pool_timeout)
+            grant = waiter.result()
+            if grant is _CREATE:
+                self._leases.pop(id(waiter), None)  # its place becomes the connection's
+                return self._create()
+            return grant
+        except BaseException:
+            await self._abandon(waiter)
+            raise
+
+    def _grant_free_places(self) -> None:
+        free = self._free_places()
+        while free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            self._leases[id(waiter)] = weakref.ref(waiter)
+            waiter.set_result(_CREATE)
+            free -= 1
+
+    async def _abandon(self, waiter: asyncio.Future[Any]) -> None:
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+        if not waiter.done():
+            waiter.cancel()
+            return
+        if waiter.cancelled():
+            return
+        grant = waiter.result()
+        if grant is _CREATE:
+            self._leases.pop(id(waiter), None)
+            self._grant_free_places()
+        elif grant is not None:
+            await self._give_back(grant)
+
+    def _exhausted(self, *, waited: float | None) -> None:
+        if self.observer is not None:
+            self.observer.timed_out()
+        raise PoolExhausted(self.connection_name, self.max_connections, waited=waited)
+
+    async def _ready(self, connection: Any) -> None:
+        """Connect, and drop a socket the server closed while it sat idle (a restart): a write
+        sent on it would be lost after leaving, and could not be sent again. Anything to read
+        on an idle connection (end of file, or a stray push) means it is not fit to lend."""
+        if not connection.is_connected:
+            await connection.connect()
+            return
+        try:
+            stale = await has_data(connection)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            stale = True
+        if stale:
+            await connection.disconnect(nowait=True)
+            await connection.connect()
+
+    async def release(self, connection: Any) -> None:
+        await self._give_back(connection)
+
+    async def _give_back(self, connection: Any) -> None:
+        keep = not self._closed and self._still_current(connection)
+        if not keep or owes_replies(connection) or connection.should_reconnect():
+            # Closing with nowait does not suspend: a cancellation cannot land halfway.
+            await connection.disconnect(nowait=True)  # unread replies go with the socket
+        if self._leases.pop(id(connection), None) is None:
+            return  # not lent by this pool, or given back twice
+        if not keep:
+            self._grant_free_places()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            self._leases[id(connection)] = connection._redis_conn_ref
+            waiter.set_result(connection)
+            return
+        self._available_connections.append(connection)
+
+    def _still_current(self, connection: Any) -> bool:
+        """False for a socket to a Sentinel primary that has since failed over. (redis-py's
+        asyncio ``owns_connection`` cannot be used: it calls a method its base lacks.)"""
+        primary = getattr(self, "master_address", None)
+        return not (
+            getattr(self, "is_master", False)
+            and primary is not None
+            and connection.is_connected
+            and (connection.host, connection.port) != primary
+        )
+
+    async def retire(self) -> None:
+        """As :meth:`redis_conn.pools.GuardedPool.retire`: idle connections close now, lent
+        ones when they come back, and nothing is pooled again."""
+        self._closed = True
+        idle, self._available_connections = self._available_connections, []
+        for connection in idle:
+            await connection.disconnect(nowait=True)
+
+    def usage(self) -> PoolUsage:
+        lent = [r() for r in self._leases.values()]
+        in_use = sum(1 for c in lent if c is not None and not isinstance(c, asyncio.Future))
+        return PoolUsage(
+            pool_class="BlockingConnectionPool" if self.blocking else "ConnectionPool",
+            max_connections=self.max_connections,
+            created=len(self._available_connections) + in_use,
+            in_use=in_use,
+            waiting=sum(1 for w in self._waiters if not w.done()),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.connection_name!r} "
+            f"max_connections={self.max_connections}>"
+        )
+
+
+class AsyncGuardedConnectionPool(AsyncGuardedPool, redis.asyncio.connection.ConnectionPool):
+    """Standalone, unix and TLS pools for asyncio."""
+
+
+class AsyncGuardedSentinelConnectionPool(
+    AsyncGuardedPool, redis.asyncio.sentinel.SentinelConnectionPool
+):
+    """The asyncio pool of a Sentinel-managed primary."""

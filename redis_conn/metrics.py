@@ -1,0 +1,98 @@
+"""Metrics: a thin layer whose default does nothing.
+
+The rest of the package tells this module three things: a client was built (once per client,
+when its connection is first used), a pool waited or timed out (only through
+``pool.observer``, which stays ``None`` unless metrics are on), and a request's pipeline
+finished. With the ``otel`` extra installed and a ``MeterProvider`` configured (the
+OpenTelemetry SDK, or :func:`use_meter_provider`), :mod:`redis_conn.otel` records them as
+OpenTelemetry metrics; otherwise nothing is measured and the hot paths run exactly as
+without this module: the hooks are installed per client, when it is built, or not at all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from redis_conn.config import ConnectionSpec
+
+__all__ = [
+    "PoolObserver",
+    "Recorder",
+    "current",
+    "instrument_client",
+    "request_finished",
+    "use_meter_provider",
+]
+
+
+class PoolObserver(Protocol):
+    """What a pool tells the metrics layer, when its ``observer`` is not ``None``."""
+
+    def waited(self, seconds: float) -> None:
+        """A checkout succeeded after ``seconds`` (waiting for a permit, connecting)."""
+
+    def timed_out(self) -> None:
+        """A checkout raised :class:`~redis_conn.PoolExhausted`."""
+
+
+class Recorder:
+    """The metrics of the process; this base class records nothing."""
+
+    enabled = False
+
+    def instrument(self, spec: ConnectionSpec, client: Any) -> None:
+        """Give a newly built client (sync or asyncio) its metrics hooks."""
+
+    def request_finished(self, commands: int, round_trips: int, seconds: float) -> None:
+        """A request's pipeline sent ``commands`` in ``round_trips``, taking ``seconds``."""
+
+
+_NOOP = Recorder()
+_current: Recorder = _NOOP
+_explicit_provider: Any = None
+
+
+def current() -> Recorder:
+    """The recorder in use now (the no-op one until a client was built with metrics on)."""
+    return _current
+
+
+def instrument_client(spec: ConnectionSpec, client: Any) -> None:
+    """Called by the registry for every client it builds: a cold path, once per client."""
+    _resolve().instrument(spec, client)
+
+
+def request_finished(commands: int, round_trips: int, seconds: float) -> None:
+    """Called once per request whose pipeline sent something."""
+    _current.request_finished(commands, round_trips, seconds)
+
+
+def use_meter_provider(provider: Any) -> None:
+    """Record into ``provider`` (an OpenTelemetry ``MeterProvider``) instead of the global one.
+
+    ``None`` goes back to the global provider (``opentelemetry.metrics.set_meter_provider``).
+    Clients built before keep the hooks they have: call ``connections.close_all()`` so the
+    next use builds them anew.
+    """
+    global _explicit_provider
+    _explicit_provider = provider
+    _resolve()
+
+
+def _resolve() -> Recorder:
+    """Pick the recorder for the provider configured now (OpenTelemetry imported here only)."""
+    global _current
+    try:
+        from redis_conn import otel
+    except ImportError as exc:
+        if not (exc.name or "").startswith("opentelemetry"):
+            raise
+        _current = _NOOP  # the otel extra is not installed
+        return _current
+    provider = _explicit_provider or otel.configured_provider()
+    if provider is None:
+        _current = _NOOP
+    elif not (isinstance(_current, otel.OTelRecorder) and _current.provider is provider):
+        _current = otel.OTelRecorder(provider)
+    return _current
