@@ -321,3 +321,39 @@ def budget_table(request: pytest.FixtureRequest) -> str:
             registry.close_all()
             admin.config_set("maxclients", 10000)
     return servers.documented(f"$ python manage.py redis_pools --workers 3\n{render(report)}")
+
+
+@scenario("multiplex_lost_write")
+def multiplex_lost_write(request: pytest.FixtureRequest) -> str:
+    """A MULTIPLEX connection lost while an INCRBY waits for its reply (held by CLIENT PAUSE
+    WRITE, then the shared connection killed)."""
+    import asyncio
+
+    from redis_conn import ConnectionRegistry
+
+    server = request.getfixturevalue("redis_server")
+    registry = ConnectionRegistry({"default": {"URL": server.url, "MULTIPLEX": True}})
+
+    async def lose() -> BaseException:
+        r = registry.get_async()
+        shared = await r.client_id()
+        with server.client() as admin:
+            admin.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+            try:
+                waiting = asyncio.create_task(r.incr("hits"))
+                for _ in range(5000):  # until it is written (bounded: 5 s)
+                    if r.multiplexer.in_flight and not r.multiplexer._pending:
+                        break
+                    await asyncio.sleep(0.001)
+                admin.client_kill_filter(_id=shared)
+                [error] = await asyncio.gather(waiting, return_exceptions=True)
+            finally:
+                admin.execute_command("CLIENT", "UNPAUSE")
+        await registry.aclose_async()
+        assert isinstance(error, BaseException)
+        return error
+
+    try:
+        return str(asyncio.run(lose()))
+    finally:
+        registry.close_all()
