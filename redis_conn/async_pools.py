@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio.connection
 import redis.asyncio.sentinel
+from redis.event import AsyncAfterConnectionReleasedEvent
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -207,8 +208,12 @@ class AsyncGuardedPool:
                 continue
             self._leases[id(connection)] = connection._redis_conn_ref
             waiter.set_result(connection)
-            return
-        self._available_connections.append(connection)
+            break
+        else:
+            self._available_connections.append(connection)
+        # As redis-py's pool (after the bookkeeping: listeners may suspend).
+        event = AsyncAfterConnectionReleasedEvent(connection)  # type: ignore[no-untyped-call]
+        await self._event_dispatcher.dispatch_async(event)  # type: ignore[attr-defined]
 
     def _still_current(self, connection: Any) -> bool:
         """False for a socket to a Sentinel primary that has since failed over. (redis-py's

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.connection
 import redis.sentinel
+from redis.event import AfterConnectionReleasedEvent
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -307,8 +308,12 @@ class GuardedPool:
                 self._leases[id(connection)] = connection._redis_conn_ref
                 waiter.connection = connection
                 waiter.wake.release()
-                return
-            self._available_connections.append(connection)
+                break
+            else:
+                self._available_connections.append(connection)
+        # As redis-py's pool: listeners (streaming credentials re-authenticate) learn of it.
+        event = AfterConnectionReleasedEvent(connection)  # type: ignore[no-untyped-call]
+        self._event_dispatcher.dispatch(event)  # type: ignore[attr-defined]
 
     def retire(self) -> None:
         """Close idle connections now and lent ones as they come back; a command in flight in
