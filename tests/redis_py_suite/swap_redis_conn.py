@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Run redis-py's own tests with redis_conn's connection and pool classes swapped in."""
 
 import redis
