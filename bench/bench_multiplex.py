@@ -31,14 +31,12 @@ import contextlib
 import gc
 import os
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -47,12 +45,12 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.utils import HIREDIS_AVAILABLE
+from servers import redis_server, stop  # type: ignore[import-not-found]
 
 from redis_conn.registry import connections
 
 HERE = Path(__file__).resolve().parent
 CHART = HERE.parent / "docs" / "_static" / "bench_multiplex.png"
-NEVER_USE = frozenset({6379, 6380, 16379, 26379})
 
 MUX = "redis_conn MULTIPLEX"
 POOLED = "redis_conn pooled (50)"
@@ -76,53 +74,6 @@ while True:
 
 
 # -- processes ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in NEVER_USE:
-            return port
-
-
-@contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[int]:
-    port = free_port()
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(
-        [binary, *args, "--dir", str(directory), "--maxclients", "10000"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with redis.Redis(port=port, socket_timeout=1) as probe:
-                    probe.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"redis-server on port {port} did not start") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        stop(proc)
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
 
 
 class PeakConnections:
@@ -376,7 +327,7 @@ def main() -> int:
     }
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-multiplex-")))
-        port = stack.enter_context(redis_server(tmp))
+        port = stack.enter_context(redis_server(tmp, "--maxclients", "10000"))
         url = f"redis://127.0.0.1:{port}/0"
         connections.configure(
             {

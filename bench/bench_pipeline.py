@@ -23,8 +23,6 @@ import argparse
 import contextlib
 import gc
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,13 +34,13 @@ from typing import Any
 
 import redis
 import redpipe
+from servers import redis_server, stop  # type: ignore[import-not-found]
 
 from redis_conn.pipeline import pipeline
 from redis_conn.registry import connections
 
 HERE = Path(__file__).resolve().parent
 CHART = HERE.parent / "docs" / "_static" / "bench_pipeline.png"
-NEVER_USE = frozenset({6379, 6380, 16379, 26379})
 CPU_COMMANDS = 10_000
 
 # 40 commands, 20 per backend, interleaved as a view would issue them.
@@ -60,41 +58,6 @@ REQUEST: list[tuple[str, str, tuple[Any, ...]]] = [
 
 
 # -- processes ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in NEVER_USE:
-            return port
-
-
-@contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[int]:
-    port = free_port()
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(
-        [binary, *args, "--dir", str(directory)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with redis.Redis(port=port, socket_timeout=1) as probe:
-                    probe.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"redis-server on port {port} did not start") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        stop(proc)
 
 
 @contextlib.contextmanager
@@ -116,18 +79,6 @@ def latency_proxy(port: int, delay_ms: float) -> Iterator[int]:
         yield int(proc.stdout.readline())
     finally:
         stop(proc)
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
 
 
 # -- the five ways to send a request -------------------------------------------------------

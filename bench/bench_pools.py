@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from bench_pipeline import redis_server  # type: ignore[import-not-found]
+from servers import redis_server  # type: ignore[import-not-found]
 
 from redis_conn import ConnectionRegistry
 
