@@ -15,7 +15,7 @@ import asyncio
 import time
 import weakref
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis.asyncio.connection
 import redis.asyncio.sentinel
@@ -25,33 +25,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import has_data, owes_replies
-from redis_conn.pools import PoolUsage, collect_garbage
-
-if TYPE_CHECKING:
-    from redis_conn.metrics import PoolObserver
+from redis_conn.pools import NamedPool, PoolUsage, collect_garbage
 
 _CREATE = object()  # what a waiter is woken with when it may make a connection
 
 
-class AsyncGuardedPool:
+class AsyncGuardedPool(NamedPool):
     """The lending logic; mixed in front of redis-py's asyncio ConnectionPool classes."""
 
-    max_connections: int
     _available_connections: list[Any]
 
-    def __init__(
-        self,
-        *args: Any,
-        connection_name: str,
-        blocking: bool = True,
-        pool_timeout: float = 5.0,
-        **kwargs: Any,
-    ) -> None:
-        self.connection_name = connection_name
-        self.blocking = blocking
-        self.pool_timeout = pool_timeout
-        self.observer: PoolObserver | None = None
-        self._forget_leases()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._forget_leases()  # redis-py's asyncio pool does not call reset() when made
         super().__init__(*args, **kwargs)
 
     def _forget_leases(self) -> None:
@@ -243,12 +228,6 @@ class AsyncGuardedPool:
             created=len(self._available_connections) + in_use,
             in_use=in_use,
             waiting=sum(1 for w in self._waiters if not w.done()),
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} {self.connection_name!r} "
-            f"max_connections={self.max_connections}>"
         )
 
 

@@ -98,12 +98,10 @@ class _Waiter:
         self.gone = False
 
 
-class GuardedPool:
-    """The lending logic; mixed in front of redis-py's ConnectionPool or its Sentinel pool."""
+class NamedPool:
+    """What the sync and asyncio pools share: their settings, their name, a safe repr."""
 
     max_connections: int
-    _available_connections: list[Any]
-    _lock: Any
 
     def __init__(
         self,
@@ -118,6 +116,20 @@ class GuardedPool:
         self.pool_timeout = pool_timeout
         self.observer: PoolObserver | None = None
         super().__init__(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        # redis-py's repr lists the connection kwargs, password included.
+        return (
+            f"<{type(self).__name__} {self.connection_name!r} "
+            f"max_connections={self.max_connections}>"
+        )
+
+
+class GuardedPool(NamedPool):
+    """The lending logic; mixed in front of redis-py's ConnectionPool or its Sentinel pool."""
+
+    _available_connections: list[Any]
+    _lock: Any
 
     # -- state -------------------------------------------------------------------------------
 
@@ -337,13 +349,6 @@ class GuardedPool:
                 in_use=in_use,
                 waiting=sum(1 for w in self._waiters if not w.gone),
             )
-
-    def __repr__(self) -> str:
-        # redis-py's repr lists the connection kwargs, password included.
-        return (
-            f"<{type(self).__name__} {self.connection_name!r} "
-            f"max_connections={self.max_connections}>"
-        )
 
 
 class GuardedConnectionPool(GuardedPool, redis.connection.ConnectionPool):
