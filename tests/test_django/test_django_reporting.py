@@ -12,6 +12,7 @@ from html import unescape
 from typing import Any
 from urllib.parse import quote
 
+import django
 import pytest
 import redis
 from django.core.checks import Warning
@@ -210,6 +211,9 @@ def test_a_hung_handshake_never_shows_the_password_on_the_debug_page_or_in_the_e
 ) -> None:
     settings.ROOT_URLCONF = __name__
     settings.ADMINS = [("Ops", "ops@example.com")]
+    if django.VERSION >= (6, 1):  # MAILERS replaces EMAIL_BACKEND; ADMINS is addresses only
+        settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+        settings.ADMINS = ["ops@example.com"]
     client = DjangoClient(raise_request_exception=False)
     handler = AdminEmailHandler(include_html=True)
     logger = logging.getLogger("django.request")
