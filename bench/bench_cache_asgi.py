@@ -227,9 +227,23 @@ def run_wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
     return {"rate": rate, "errors": errors}
 
 
+def settle(redis_url: str) -> None:
+    """Wait (at most 10 s) until the previous variant's server process has let go of its
+    connections, so that they are not counted as this one's."""
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        deadline = time.monotonic() + 10
+        while int(client.info("clients")["connected_clients"]) > 1:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+
+
 def measure(
     variant: str, redis_url: str, *, seconds: int, connections: int, workers: int
 ) -> dict[str, float]:
+    settle(redis_url)
     port = free_port()
     server = start_server(variant, port, redis_url, workers)
     try:
@@ -318,19 +332,26 @@ def main() -> int:
             f"{rates[variant] / rates['ceiling']:>11.2f}"
             f"{rates[variant] / rates.get('django RedisCache', rates['ceiling']):>10.2f}"
         )
-    ours = rates["redis_conn"] / rates["ceiling"]
-    ours_errors = sum(int(s["errors"] + s["logged_500s"]) for s in samples["redis_conn"])
-    ours_peak = max(int(s["peak_clients"]) for s in samples["redis_conn"])
     print()
-    for ok, text in [
-        (ours >= 0.8, f"redis_conn >= 0.8x the ceiling ({ours:.2f}x)"),
-        (ours_errors == 0, f"redis_conn has no errors ({ours_errors})"),
-        (
-            ours_peak <= MAX_CONNECTIONS * args.workers,
-            f"redis_conn <= MAX_CONNECTIONS per worker ({ours_peak} for {args.workers})",
-        ),
-    ]:
-        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    for variant, connection_limit in (
+        ("redis_conn", MAX_CONNECTIONS * args.workers),
+        ("redis_conn MULTIPLEX", 2 * args.workers),
+    ):
+        if variant not in samples:
+            continue
+        ratio = rates[variant] / rates["ceiling"]
+        errors = sum(int(s["errors"] + s["logged_500s"]) for s in samples[variant])
+        peak = max(int(s["peak_clients"]) for s in samples[variant])
+        for ok, text in [
+            (ratio >= 0.8, f"{variant} >= 0.8x the ceiling ({ratio:.2f}x)"),
+            (errors == 0, f"{variant} has no errors ({errors})"),
+            (
+                peak <= connection_limit,
+                f"{variant} <= {connection_limit} server connections "
+                f"for {args.workers} worker(s) ({peak})",
+            ),
+        ]:
+            print(f"{'PASS' if ok else 'FAIL'}  {text}")
     return 0
 
 
