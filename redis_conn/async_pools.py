@@ -197,8 +197,9 @@ class AsyncGuardedPool(NamedPool):
         else:
             self._available_connections.append(connection)
         # As redis-py's pool (after the bookkeeping: listeners may suspend).
-        event = AsyncAfterConnectionReleasedEvent(connection)  # type: ignore[no-untyped-call]
-        await self._event_dispatcher.dispatch_async(event)  # type: ignore[attr-defined]
+        if self._announces_release:
+            event = AsyncAfterConnectionReleasedEvent(connection)  # type: ignore[no-untyped-call]
+            await self._event_dispatcher.dispatch_async(event)  # type: ignore[attr-defined]
 
     def _still_current(self, connection: Any) -> bool:
         """False for a socket to a Sentinel primary that has since failed over. (redis-py's

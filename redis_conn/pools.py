@@ -115,6 +115,9 @@ class NamedPool:
         self.blocking = blocking
         self.pool_timeout = pool_timeout
         self.observer: PoolObserver | None = None
+        # Only re-authentication listens to "a connection was released" (redis-py's streaming
+        # credential providers); without one, the event is not built for every release.
+        self._announces_release = kwargs.get("credential_provider") is not None
         super().__init__(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -177,11 +180,12 @@ class GuardedPool(NamedPool):
                 self._leases[id(connection)] = connection._redis_conn_ref
             else:
                 connection = self._take_locked()
-        if isinstance(connection, _Waiter):
+        handed = isinstance(connection, _Waiter)
+        if handed:
             connection = self._wait(connection)
         if observer is not None:
             observer.waited(time.monotonic() - started)
-        return self._ready(connection)
+        return self._ready(connection, just_used=handed)
 
     def _take_locked(self) -> Any:
         """A connection, or a queued :class:`_Waiter` when the caller must wait."""
@@ -281,12 +285,15 @@ class GuardedPool(NamedPool):
             self.observer.timed_out()
         raise PoolExhausted(self.connection_name, self.max_connections, waited=waited)
 
-    def _ready(self, connection: Any) -> Any:
+    def _ready(self, connection: Any, *, just_used: bool = False) -> Any:
         """Connect, and drop a socket the server closed while it sat idle (a restart): a write
-        sent on it would be lost after leaving, and could not be sent again."""
+        sent on it would be lost after leaving, and could not be sent again. A connection
+        handed over by the thread that was using it a moment ago is not polled again."""
         try:
             if not is_connected(connection):
                 connection.connect()
+                return connection
+            if just_used:
                 return connection
             try:
                 if (
@@ -323,9 +330,10 @@ class GuardedPool(NamedPool):
                 break
             else:
                 self._available_connections.append(connection)
-        # As redis-py's pool: listeners (streaming credentials re-authenticate) learn of it.
-        event = AfterConnectionReleasedEvent(connection)  # type: ignore[no-untyped-call]
-        self._event_dispatcher.dispatch(event)  # type: ignore[attr-defined]
+        if self._announces_release:
+            # As redis-py's pool: streaming credentials re-authenticate released connections.
+            event = AfterConnectionReleasedEvent(connection)  # type: ignore[no-untyped-call]
+            self._event_dispatcher.dispatch(event)  # type: ignore[attr-defined]
 
     def retire(self) -> None:
         """Close idle connections now and lent ones as they come back; a command in flight in
