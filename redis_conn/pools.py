@@ -116,16 +116,42 @@ class NamedPool:
         self.pool_timeout = pool_timeout
         self.observer: PoolObserver | None = None
         # Only re-authentication listens to "a connection was released" (redis-py's streaming
-        # credential providers); without one, the event is not built for every release.
-        self._announces_release = kwargs.get("credential_provider") is not None
+        # credential providers), or a listener on a dispatcher passed in; without either, the
+        # event is not built for every release.
+        self._announces_release = (
+            kwargs.get("credential_provider") is not None
+            or kwargs.get("event_dispatcher") is not None
+        )
         super().__init__(*args, **kwargs)
 
     def __repr__(self) -> str:
-        # redis-py's repr lists the connection kwargs, password included.
-        return (
-            f"<{type(self).__name__} {self.connection_name!r} "
-            f"max_connections={self.max_connections}>"
+        # redis-py's layout exactly (its own tests parse it), every credential redacted (redis-py
+        # 7.x lists the password itself). The name is in errors and ``connection_name``.
+        kwargs: dict[str, Any] = getattr(self, "connection_kwargs", {})
+        shown = ",".join(
+            f"{key}={_shown_value(key, value)}"
+            for key, value in kwargs.items()
+            if key != "himport_registry"  # as redis-py 8 leaves it out
         )
+        pool_class, connection_class = type(self), getattr(self, "connection_class", object)
+        return (
+            f"<{pool_class.__module__}.{pool_class.__name__}"
+            f"(<{connection_class.__module__}.{connection_class.__name__}({shown})>)>"
+        )
+
+
+#: Connection keyword arguments whose values a repr never shows.
+SECRET_KEYS = frozenset({"password", "username", "ssl_password", "credential_provider"})
+
+
+def _shown_value(key: str, value: Any) -> str:
+    if key in SECRET_KEYS or any(word in key for word in ("password", "secret", "token")):
+        return "<REDACTED>"
+    if value is None or isinstance(value, (str, int, float)):
+        return str(value)
+    # An object (a retry policy, a Sentinel connection's pool) by its type alone: its own repr
+    # can be long, hold a credential, or lead back to this pool.
+    return f"<{type(value).__name__}>"
 
 
 class GuardedPool(NamedPool):

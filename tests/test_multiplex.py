@@ -97,6 +97,12 @@ def named_connections(server: RedisServer) -> int:
         return sum(1 for c in raw.client_list() if c["name"] == NAME)
 
 
+def blocked_on_server(server: RedisServer) -> int:
+    """Clients ``server`` holds in a blocking command (BLPOP, XREAD BLOCK) right now."""
+    with server.client(**tls_kwargs(server)) as raw:
+        return int(raw.info("clients")["blocked_clients"])
+
+
 def tls_kwargs(server: RedisServer) -> dict[str, Any]:
     return {"ssl_ca_certs": server.ca_cert} if server.tls else {}
 
@@ -530,6 +536,8 @@ def test_blocking_xread_is_dedicated_and_plain_xread_is_shared(
         plain = await r.xread({"s": "0"})
         blocked = asyncio.create_task(r.xread({"s": "$"}, block=2000))
         await eventually(lambda: r.connection_pool.usage().in_use == 1, "XREAD leased a conn")
+        # "$" means "after the last entry when the server runs the XREAD": add only once it waits.
+        await eventually(lambda: blocked_on_server(redis_server) == 1, "XREAD waits on the server")
         await r.xadd("s", {"f": "2"})
         return plain, await blocked, r.connection_pool.usage().in_use
 

@@ -327,3 +327,63 @@ def test_fork_child_makes_its_own_connections(
     assert r.get("parent") == b"1"
     assert r.get("child") == b"1"
     assert r.client_id() == parent_id
+
+
+def test_pool_repr_has_redis_py_layout_and_hides_credentials(redis_server: Any) -> None:
+    from redis_conn.guarded import GuardedConnection
+    from redis_conn.pools import GuardedConnectionPool
+
+    pool = GuardedConnectionPool(
+        connection_name="users",
+        connection_class=GuardedConnection,
+        host=redis_server.host,
+        port=redis_server.port,
+        db=1,
+        username="bob-the-user",
+        password="pa/ss?#wxyz",
+        ssl_password="tls-secret",
+        max_connections=3,
+    )
+    shown = repr(pool)
+    assert shown.startswith(
+        "<redis_conn.pools.GuardedConnectionPool(<redis_conn.guarded.GuardedConnection("
+        f"host={redis_server.host},port={redis_server.port},db=1,"
+    )
+    assert shown.endswith(")>)>")
+    for secret in ("bob-the-user", "pa/ss", "wxyz", "tls-secret"):
+        assert secret not in shown
+    assert shown.count("<REDACTED>") == 3
+    pool.disconnect()
+
+
+def test_release_is_announced_to_a_dispatcher_passed_in(redis_server: Any) -> None:
+    from redis.event import AfterConnectionReleasedEvent, EventDispatcher
+
+    from redis_conn.guarded import GuardedConnection
+    from redis_conn.pools import GuardedConnectionPool
+
+    heard: list[Any] = []
+
+    class Listener:
+        def listen(self, event: Any) -> None:
+            heard.append(event)
+
+    dispatcher = EventDispatcher()
+    dispatcher.register_listeners({AfterConnectionReleasedEvent: [Listener()]})
+    kwargs = {"host": redis_server.host, "port": redis_server.port}
+    quiet = GuardedConnectionPool(
+        connection_name="quiet", connection_class=GuardedConnection, **kwargs
+    )
+    told = GuardedConnectionPool(
+        connection_name="told",
+        connection_class=GuardedConnection,
+        event_dispatcher=dispatcher,
+        **kwargs,
+    )
+    for pool in (quiet, told):
+        connection = pool.get_connection()
+        connection.send_command("PING")
+        assert connection.read_response() in (b"PONG", "PONG", True)
+        pool.release(connection)
+        pool.disconnect()
+    assert [type(event) for event in heard] == [AfterConnectionReleasedEvent]
