@@ -10,101 +10,76 @@ import redis.connection as conn
 from redis_conn import async_pools, guarded, pools
 
 
-# Subclasses under redis-py's own class names: some of its tests compare names in a repr.
-class Connection(guarded.GuardedConnection):
-    pass
+def renamed(ours, theirs):
+    """``ours`` under redis-py's class name: some of its tests compare names in a repr."""
+    return type(theirs.__name__, (ours,), {"__module__": __name__})
 
-
-class SSLConnection(guarded.GuardedSSLConnection):
-    pass
-
-
-class UnixDomainSocketConnection(guarded.GuardedUnixConnection):
-    pass
-
-
-class AsyncConnection(guarded.AsyncGuardedConnection):
-    pass
-
-
-class AsyncSSLConnection(guarded.AsyncGuardedSSLConnection):
-    pass
-
-
-class AsyncUnixDomainSocketConnection(guarded.AsyncGuardedUnixConnection):
-    pass
-
-
-AsyncConnection.__name__ = "Connection"
-AsyncSSLConnection.__name__ = "SSLConnection"
-AsyncUnixDomainSocketConnection.__name__ = "UnixDomainSocketConnection"
 
 SYNC = {
-    conn.Connection: Connection,
-    conn.SSLConnection: SSLConnection,
-    conn.UnixDomainSocketConnection: UnixDomainSocketConnection,
+    theirs: renamed(ours, theirs)
+    for theirs, ours in (
+        (conn.Connection, guarded.GuardedConnection),
+        (conn.SSLConnection, guarded.GuardedSSLConnection),
+        (conn.UnixDomainSocketConnection, guarded.GuardedUnixConnection),
+    )
 }
 ASYNC = {
-    aconn.Connection: AsyncConnection,
-    aconn.SSLConnection: AsyncSSLConnection,
-    aconn.UnixDomainSocketConnection: AsyncUnixDomainSocketConnection,
+    theirs: renamed(ours, theirs)
+    for theirs, ours in (
+        (aconn.Connection, guarded.AsyncGuardedConnection),
+        (aconn.SSLConnection, guarded.AsyncGuardedSSLConnection),
+        (aconn.UnixDomainSocketConnection, guarded.AsyncGuardedUnixConnection),
+    )
 }
 
 
-class ConnectionPool(pools.GuardedConnectionPool):
-    def __init__(self, connection_class=conn.Connection, max_connections=None, **kwargs):
-        kwargs.pop("timeout", None)
-        super().__init__(
-            connection_class=SYNC.get(connection_class, connection_class),
-            max_connections=max_connections,
-            connection_name="redis-py-suite",
-            blocking=False,
-            **kwargs,
-        )
+def swapped_pool(base, classes, default_class, *, blocking, public_name):
+    """One of our pools under redis-py's pool signature (and name): ``timeout`` is how long a
+    blocking pool waits, ``queue_class`` has nothing to set in ours."""
 
-
-class AsyncConnectionPool(async_pools.AsyncGuardedConnectionPool):
-    def __init__(self, connection_class=aconn.Connection, max_connections=None, **kwargs):
-        kwargs.pop("timeout", None)
-        super().__init__(
-            connection_class=ASYNC.get(connection_class, connection_class),
-            max_connections=max_connections,
-            connection_name="redis-py-suite",
-            blocking=False,
-            **kwargs,
-        )
-
-
-class BlockingConnectionPool(pools.GuardedConnectionPool):
-    def __init__(self, connection_class=conn.Connection, max_connections=50, timeout=20, **kwargs):
+    def __init__(self, connection_class=default_class, max_connections=None, **kwargs):
+        timeout = kwargs.pop("timeout", 20)
         kwargs.pop("queue_class", None)
-        super().__init__(
-            connection_class=SYNC.get(connection_class, connection_class),
+        if blocking and max_connections is None:
+            max_connections = 50  # redis-py's BlockingConnectionPool default
+        base.__init__(
+            self,
+            connection_class=classes.get(connection_class, connection_class),
             max_connections=max_connections,
             connection_name="redis-py-suite",
-            blocking=True,
+            blocking=blocking,
             pool_timeout=timeout if timeout is not None else 10**9,
             **kwargs,
         )
         self.timeout = timeout
 
-
-class AsyncBlockingConnectionPool(async_pools.AsyncGuardedConnectionPool):
-    def __init__(self, connection_class=aconn.Connection, max_connections=50, timeout=20, **kwargs):
-        kwargs.pop("queue_class", None)
-        super().__init__(
-            connection_class=ASYNC.get(connection_class, connection_class),
-            max_connections=max_connections,
-            connection_name="redis-py-suite",
-            blocking=True,
-            pool_timeout=timeout if timeout is not None else 10**9,
-            **kwargs,
-        )
-        self.timeout = timeout
+    return type(public_name, (base,), {"__init__": __init__, "__module__": __name__})
 
 
-AsyncConnectionPool.__name__ = "ConnectionPool"
-AsyncBlockingConnectionPool.__name__ = "BlockingConnectionPool"
+ConnectionPool = swapped_pool(
+    pools.GuardedConnectionPool, SYNC, conn.Connection, blocking=False, public_name="ConnectionPool"
+)
+BlockingConnectionPool = swapped_pool(
+    pools.GuardedConnectionPool,
+    SYNC,
+    conn.Connection,
+    blocking=True,
+    public_name="BlockingConnectionPool",
+)
+AsyncConnectionPool = swapped_pool(
+    async_pools.AsyncGuardedConnectionPool,
+    ASYNC,
+    aconn.Connection,
+    blocking=False,
+    public_name="ConnectionPool",
+)
+AsyncBlockingConnectionPool = swapped_pool(
+    async_pools.AsyncGuardedConnectionPool,
+    ASYNC,
+    aconn.Connection,
+    blocking=True,
+    public_name="BlockingConnectionPool",
+)
 
 for module in (redis, redis.client, conn):
     module.ConnectionPool = ConnectionPool
@@ -114,11 +89,7 @@ for module in (redis.asyncio, redis.asyncio.client, aconn):
     module.BlockingConnectionPool = AsyncBlockingConnectionPool
 
 # Names the tests compare against, and classes they build by name.
-for module in (redis, conn):
-    module.Connection = Connection
-    module.SSLConnection = SSLConnection
-    module.UnixDomainSocketConnection = UnixDomainSocketConnection
-for module in (redis.asyncio, aconn):
-    module.Connection = AsyncConnection
-    module.SSLConnection = AsyncSSLConnection
-    module.UnixDomainSocketConnection = AsyncUnixDomainSocketConnection
+for modules, classes in (((redis, conn), SYNC), ((redis.asyncio, aconn), ASYNC)):
+    for module in modules:
+        for theirs, ours in classes.items():
+            setattr(module, theirs.__name__, ours)
