@@ -24,20 +24,17 @@ redis-server on a free port (never 6379) and stops it at the end::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
+from pathlib import Path
+
+from servers import redis_server  # type: ignore[import-not-found]
 
 SCENARIOS = ("absent", "installed", "metrics on", "redis-py")
-NEVER_USE = frozenset({6379, 6380, 16379, 26379})
 BATCHES = 20
 
 # Runs in a fresh interpreter: argv = scenario, url, number of GETs. Prints JSON.
@@ -86,41 +83,6 @@ print(json.dumps({"wall_us": min(wall), "cpu_us": min(cpu), "calls": calls}))
 """.replace("BATCHES", str(BATCHES))
 
 
-def free_port() -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in NEVER_USE:
-            return port
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="bench-metrics-")
-    command = [
-        shutil.which("redis-server") or "/usr/bin/redis-server",
-        "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-        "--dir", workdir,
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def run(scenario: str, url: str, gets: int) -> dict[str, float]:
     result = subprocess.run(
         [sys.executable, "-c", WORKER, scenario, url, str(gets)],
@@ -141,7 +103,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rounds: dict[str, list[dict[str, float]]] = {s: [] for s in SCENARIOS}
-    with redis_server() as url:
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as port:
+        url = f"redis://127.0.0.1:{port}/0"
         for _ in range(args.rounds):
             for scenario in SCENARIOS:
                 rounds[scenario].append(run(scenario, url, args.gets))

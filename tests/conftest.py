@@ -98,6 +98,17 @@ def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
 
 
 @pytest.fixture
+def private_sentinel(tmp_path: Path) -> Iterator[SentinelDeployment]:
+    """A Sentinel deployment of this test only: its primary is killed."""
+    deployment = SentinelDeployment(tmp_path / "sentinel")
+    deployment.start()
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture
 def killable_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh standalone server for one test, which may kill()/restart()/pause() it."""
     server = RedisServer("killable", tmp_path)

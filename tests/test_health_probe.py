@@ -10,11 +10,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+from servers import wait_until
 
 from redis_conn import ConnectionRegistry
 from redis_conn.health import exit_code
@@ -142,17 +143,10 @@ def test_the_probe_connection_is_closed_after_the_report(
         # The probe connected with the connection's OPTIONS (its name included)...
         assert entry["status"] == "ok" and entry["server"]["connected_clients"] >= 2
         # ...and hung up: the server drops it as soon as it reads the close.
-        assert wait_until(lambda: named() == 0)
+        wait_until(
+            lambda: named() == 0, 5, lambda: f"the probe's connection closed ({named()} left)"
+        )
         registry.get().ping()
         assert named() == 1  # the pool's own connection
     finally:
         server.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

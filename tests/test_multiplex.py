@@ -15,7 +15,6 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -929,17 +928,6 @@ def test_health_shows_mode_and_commands_in_flight(
 
 
 # -- Sentinel failover ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def private_sentinel(tmp_path: Path) -> Iterator[SentinelDeployment]:
-    """A Sentinel deployment of this test only: its primary is killed."""
-    deployment = SentinelDeployment(tmp_path / "sentinel")
-    deployment.start()
-    try:
-        yield deployment
-    finally:
-        deployment.stop()
 
 
 @pytest.mark.slow

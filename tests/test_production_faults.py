@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -570,17 +569,6 @@ def test_cancelled_async_batches_under_concurrency_never_cross_answers(
 
 
 # -- Sentinel failover ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def private_sentinel(tmp_path: Path) -> Iterator[SentinelDeployment]:
-    """A Sentinel deployment of this test only: its primary is killed."""
-    deployment = SentinelDeployment(tmp_path / "sentinel")
-    deployment.start()
-    try:
-        yield deployment
-    finally:
-        deployment.stop()
 
 
 @pytest.mark.slow

@@ -15,23 +15,27 @@ what a view receives.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.http import HttpRequest
 
 from redis_conn.pipeline import Pipeline
 
+if TYPE_CHECKING:
 
-class RequestRedis(Pipeline):
-    """The type of ``request.redis``: the request's root pipeline on ``default``, plus
-    ``aexecute()`` for async views. Never instantiated; the middleware sets a proxy that
-    creates the pipeline on first use."""
+    class RequestRedis(Pipeline):
+        """The type of ``request.redis``: the request's root pipeline on ``default``, plus
+        ``aexecute()`` for async views."""
 
-    async def aexecute(self) -> None:
-        """``execute()`` for async views: the round trips run in a worker thread."""
-        raise NotImplementedError  # the proxy implements it; this class only types it
+        async def aexecute(self) -> None:
+            """``execute()`` for async views: the round trips run in a worker thread."""
 
-    def __getitem__(self, name: str) -> Pipeline:  # type: ignore[override]
-        # The same root on another connection is a plain Pipeline: aexecute() is the root's.
-        raise NotImplementedError
+        def __getitem__(self, name: str) -> Pipeline: ...  # type: ignore[override]
+
+else:
+    # What the middleware really sets: a proxy that creates the root pipeline on first use
+    # and passes every attribute to it (aexecute() is its own).
+    from redis_conn.request_scope import PipelineProxy as RequestRedis
 
 
 class RedisHttpRequest(HttpRequest):

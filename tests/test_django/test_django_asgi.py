@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import wait_until
 
 from redis_conn import ConnectionRegistry
 from redis_conn.django.asgi import RedisLifespan
@@ -93,15 +94,6 @@ def others(server: Any) -> int:
     return len(server.client_list()) - 1
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def serve_and_stop(start: Callable[[str], Driver], mode: str, server: Any) -> Driver:
     app = start(mode)
     port = int(app.wait_for("PORT ").split()[1])
@@ -122,7 +114,9 @@ def test_the_lifespan_shutdown_closes_sync_and_async_connections(
         app = serve_and_stop(driver, "wrapped", server)
         assert "INFO:     Application shutdown complete." in app.seen
         # The process is alive; its sockets are closed (the server notices at once).
-        assert wait_until(lambda: others(server) == 0), server.client_list()
+        wait_until(
+            lambda: others(server) == 0, 5, lambda: f"sockets closed: {server.client_list()}"
+        )
     finally:
         server.close()
 
