@@ -125,8 +125,9 @@ class NamedPool:
         super().__init__(*args, **kwargs)
 
     def __repr__(self) -> str:
-        # redis-py's layout exactly (its own tests parse it), every credential redacted (redis-py
-        # 7.x lists the password itself). The name is in errors and ``connection_name``.
+        # redis-py's layout exactly (its own tests parse it). Beyond redis-py's four redacted
+        # keys, any key naming a password, secret or token is hidden, and objects are shown by
+        # type only. The name is in errors and ``connection_name``.
         kwargs: dict[str, Any] = getattr(self, "connection_kwargs", {})
         shown = ",".join(
             f"{key}={_shown_value(key, value)}"
