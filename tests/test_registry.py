@@ -311,7 +311,9 @@ def test_asyncio_run_300_times_leaves_no_unclosed_client_and_no_socket(redis_ser
         await registry.get_async("other").get("runs")
 
     try:
-        gc.collect()  # what earlier tests left for the collector is not this test's
+        with warnings.catch_warnings():  # what earlier tests left for the collector
+            warnings.simplefilter("ignore", ResourceWarning)  # is not this test's
+            gc.collect()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for _ in range(300):
@@ -342,7 +344,9 @@ def test_a_loop_closed_without_shutdown_is_forgotten_quietly(redis_server: Any) 
         return client
 
     try:
-        gc.collect()  # what earlier tests left for the collector is not this test's
+        with warnings.catch_warnings():  # what earlier tests left for the collector
+            warnings.simplefilter("ignore", ResourceWarning)  # is not this test's
+            gc.collect()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             loop = asyncio.new_event_loop()
@@ -381,7 +385,9 @@ def test_aclose_async_and_close_all_still_close_a_running_loops_clients(redis_se
             await asyncio.sleep(0.01)
 
     try:
-        gc.collect()  # what earlier tests left for the collector is not this test's
+        with warnings.catch_warnings():  # what earlier tests left for the collector
+            warnings.simplefilter("ignore", ResourceWarning)  # is not this test's
+            gc.collect()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             asyncio.run(explicit())
