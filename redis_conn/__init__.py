@@ -11,6 +11,7 @@ from redis_conn.exceptions import (
     PipelineError,
     PoolExhausted,
     RedisConnError,
+    ReplyNotUnderstood,
     ResultNotReady,
     TimeoutAfterWrite,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "PipelineError",
     "PoolExhausted",
     "RedisConnError",
+    "ReplyNotUnderstood",
     "ResultNotReady",
     "TimeoutAfterWrite",
     "async_pipeline",

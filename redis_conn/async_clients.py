@@ -13,7 +13,7 @@ import redis.asyncio.cluster
 import redis.asyncio.connection
 import redis.asyncio.sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError
+from redis.exceptions import MaxConnectionsError, RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.async_pools import (
@@ -22,10 +22,17 @@ from redis_conn.async_pools import (
     AsyncGuardedSentinelConnectionPool,
 )
 from redis_conn.clients import connection_kwargs, pool_kwargs, replica_reads, sentinel_kwargs
+from redis_conn.cluster import (
+    after_write_rule,
+    cluster_connection_class,
+    unreadable_result,
+)
 from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import async_connection_class, name_error
 from redis_conn.multiplex_client import multiplexed_client
+from redis_conn.named_clients import AsyncNamedRedis
+from redis_conn.read_only import batch_label, command_name
 from redis_conn.retry import AsyncRetry
 
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
@@ -38,14 +45,30 @@ class AsyncExactlyOnceClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
     connection error, which runs a write twice when only its reply was lost. Without it,
     redis-py keeps each command's error as its result and re-sends only what the server refused
     (MOVED, ASK, TRYAGAIN). So this always asks for the latter and raises the first error itself.
+    A failure inside the client once the batch was written is CONTRACT section 13's
+    ``ReplyNotUnderstood``, for the whole call or for the commands it hit
+    (:func:`~redis_conn.cluster.after_write_rule`).
     """
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        # The names, to say which command a failure hit (redis-py's queue is its own business).
+        self.__dict__.setdefault("_redis_conn_names", []).append(command_name(args))
+        return super().execute_command(*args, **kwargs)
 
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
-        results: list[Any] = await super().execute(
-            raise_on_error=False, allow_redirections=allow_redirections
-        )
+        names: list[str] = self.__dict__.pop("_redis_conn_names", [])
+        connection_name = getattr(self.cluster_client, "connection_name", "")
+        with after_write_rule(connection_name, batch_label("batch", len(names))) as tally:
+            results: list[Any] = await super().execute(
+                raise_on_error=False, allow_redirections=allow_redirections
+            )
+        if tally.writes:
+            results = [
+                unreadable_result(connection_name, name, result)
+                for name, result in zip(names, results, strict=False)
+            ] + results[len(names) :]
         if raise_on_error:
             for result in results:
                 if isinstance(result, Exception):
@@ -53,31 +76,52 @@ class AsyncExactlyOnceClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
         return results
 
 
+class AsyncClusterTransaction(redis.asyncio.cluster.ClusterPipeline):
+    """redis-py's asyncio cluster transaction, under CONTRACT section 13's rule
+    (:func:`~redis_conn.cluster.after_write_rule`)."""
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        client = self.cluster_client
+        label = batch_label("transaction", len(self))
+        with after_write_rule(getattr(client, "connection_name", ""), label):
+            results: list[Any] = await super().execute(
+                raise_on_error=raise_on_error, allow_redirections=allow_redirections
+            )
+        return results
+
+
 class AsyncNamedRedisCluster(redis.asyncio.cluster.RedisCluster):
     """redis-py's async cluster has no pool class to plug in: name its exhaustion errors here.
 
     Its nodes never block for a free connection; a full node raises at once. Its pipelines
-    send each command once (:class:`AsyncExactlyOnceClusterPipeline`).
+    send each command once (:class:`AsyncExactlyOnceClusterPipeline`). Its commands follow
+    CONTRACT section 13 (:func:`~redis_conn.cluster.after_write_rule`). ``connection_name`` is
+    set by the client builder, which also gives the nodes connections that carry it.
     """
+
+    connection_name = ""
 
     def pipeline(
         self, transaction: Any | None = None, shard_hint: Any | None = None
     ) -> redis.asyncio.cluster.ClusterPipeline:
-        if shard_hint or transaction:
+        if shard_hint:
             return super().pipeline(transaction=transaction, shard_hint=shard_hint)
+        if transaction:
+            return AsyncClusterTransaction(self, transaction)  # type: ignore[abstract]
         return AsyncExactlyOnceClusterPipeline(self, transaction)  # type: ignore[abstract]
-
-    connection_name = ""
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await super().execute_command(*args, **kwargs)
+            with after_write_rule(self.connection_name, command_name(args)):
+                return await super().execute_command(*args, **kwargs)
         except MaxConnectionsError as exc:
             if isinstance(exc, PoolExhausted):
                 raise
             limit = int(self.connection_kwargs.get("max_connections", 0))
             raise PoolExhausted(self.connection_name, limit) from exc
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except (RedisConnectionError, RedisTimeoutError, RedisClusterException) as exc:
             name_error(exc, self.connection_name)
             raise
 
@@ -100,7 +144,7 @@ def build_async_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Asyn
     )
     if spec.multiplex:
         return multiplexed_client(pool, spec)
-    return redis.asyncio.Redis.from_pool(pool)
+    return AsyncNamedRedis.from_pool(pool)
 
 
 async def aclose_client(client: AsyncClient) -> None:
@@ -126,7 +170,7 @@ async def aclose_client(client: AsyncClient) -> None:
 def _async_sentinel_client(spec: ConnectionSpec) -> redis.asyncio.Redis:
     assert spec.service_name is not None
     kwargs = connection_kwargs(spec, AsyncRetry)
-    manager = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    manager = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         list(spec.sentinels), sentinel_kwargs=sentinel_kwargs(spec)
     )
     ssl = bool(kwargs.pop("ssl", False))
@@ -142,7 +186,7 @@ def _async_sentinel_client(spec: ConnectionSpec) -> redis.asyncio.Redis:
     if spec.multiplex:
         client: redis.asyncio.Redis = multiplexed_client(pool, spec)
     else:
-        client = redis.asyncio.Redis.from_pool(pool)
+        client = AsyncNamedRedis.from_pool(pool)
     client.sentinel_manager = manager  # type: ignore[attr-defined]
     return client
 
@@ -162,8 +206,9 @@ def _async_cluster_client(spec: ConnectionSpec) -> AsyncNamedRedisCluster:
     )
     client.connection_name = spec.root
     # The async cluster hard-codes its connection class; swap in the guarded one before any
-    # node connects (nodes are built from connection_kwargs, connections lazily).
-    guarded = async_connection_class(urlsplit(spec.url).scheme)
+    # node connects (nodes are built from connection_kwargs, connections lazily). No pool of
+    # ours makes these connections, so the class carries the name their errors give.
+    guarded = cluster_connection_class(async_connection_class(urlsplit(spec.url).scheme), spec.root)
     client.connection_kwargs["connection_class"] = guarded
     for node in client.nodes_manager.startup_nodes.values():
         node.connection_class = guarded

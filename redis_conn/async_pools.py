@@ -6,7 +6,9 @@ Every change to the pool's state happens between two ``await``\\ s, so a cancell
 arrives only at an ``await``) never leaves it half done, and giving a connection back never
 suspends. As in the sync pool, lent connections are held only weakly: one whose borrower
 vanished (an exception from a signal handler, say) is garbage-collected and its place freed
-(looked for when a waiter reaches POOL_TIMEOUT, before it gives up).
+(looked for when a waiter reaches POOL_TIMEOUT, before it gives up). A checkout waits while
+redis-py's own code holds the pool's lock to use idle connections (re-authentication for a
+streaming credential provider, maintenance notifications), as redis-py's own checkout does.
 """
 
 from __future__ import annotations
@@ -19,12 +21,9 @@ from typing import Any
 
 import redis.asyncio.connection
 import redis.asyncio.sentinel
-from redis.event import AsyncAfterConnectionReleasedEvent
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.exceptions import PoolExhausted
-from redis_conn.guarded import has_data, owes_replies
+from redis_conn.guarded import unfit_to_lend
 from redis_conn.pools import NamedPool, PoolUsage, collect_garbage
 
 _CREATE = object()  # what a waiter is woken with when it may make a connection
@@ -32,8 +31,6 @@ _CREATE = object()  # what a waiter is woken with when it may make a connection
 
 class AsyncGuardedPool(NamedPool):
     """The lending logic; mixed in front of redis-py's asyncio ConnectionPool classes."""
-
-    _available_connections: list[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._forget_leases()  # redis-py's asyncio pool does not call reset() when made
@@ -49,16 +46,11 @@ class AsyncGuardedPool(NamedPool):
         self._forget_leases()
         super().reset()  # type: ignore[misc]
 
-    @property
-    def _in_use_connections(self) -> set[Any]:
+    def lent_connections(self) -> set[Any]:
         refs = list(self._leases.values())
         return {
             c for c in (r() for r in refs) if c is not None and not isinstance(c, asyncio.Future)
         }
-
-    @_in_use_connections.setter
-    def _in_use_connections(self, value: Any) -> None:
-        pass  # redis-py's reset() assigns an empty set; our leases live in _leases
 
     def make_connection(self) -> Any:
         connection = super().make_connection()  # type: ignore[misc]
@@ -67,14 +59,16 @@ class AsyncGuardedPool(NamedPool):
         return connection
 
     def can_get_connection(self) -> bool:
-        return bool(self._available_connections) or self._free_places() > 0
+        return bool(self.idle) or self._free_places() > 0
 
     # -- lending -----------------------------------------------------------------------------
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         observer = self.observer
         started = time.monotonic() if observer is not None else 0.0
-        idle = self._available_connections
+        if self.redis_py_lock_held():
+            await self._wait_for_redis_py()
+        idle = self.idle
         if idle and not self._waiters:
             connection = idle.pop()
             self._leases[id(connection)] = connection._redis_conn_ref
@@ -89,17 +83,27 @@ class AsyncGuardedPool(NamedPool):
         try:
             await self._ready(connection)
         except BaseException:
-            await self._give_back(connection)
+            await self.release(connection)
             raise
         return connection
 
+    async def _wait_for_redis_py(self) -> None:
+        """Take no connection while redis-py's own pool code holds the pool's lock to use
+        idle ones (the AUTH of a re-authentication is in flight on them), as redis-py's own
+        checkout waits; at most POOL_TIMEOUT, then fail as an exhausted pool does."""
+        try:
+            async with asyncio.timeout(self.pool_timeout):
+                await self.await_redis_py_lock()
+        except TimeoutError:
+            self._exhausted(waited=self.pool_timeout)
+
     def _free_places(self) -> int:
-        free = self.max_connections - len(self._available_connections) - len(self._leases)
+        free = self.max_connections - len(self.idle) - len(self._leases)
         if free <= 0:
             for key, ref in list(self._leases.items()):
                 if ref() is None:  # a borrower vanished without giving it back
                     self._leases.pop(key, None)
-            free = self.max_connections - len(self._available_connections) - len(self._leases)
+            free = self.max_connections - len(self.idle) - len(self._leases)
         return free
 
     def _create(self) -> Any:
@@ -152,7 +156,7 @@ class AsyncGuardedPool(NamedPool):
             self._leases.pop(id(waiter), None)
             self._grant_free_places()
         elif grant is not None:
-            await self._give_back(grant)
+            await self.release(grant)
 
     def _exhausted(self, *, waited: float | None) -> None:
         if self.observer is not None:
@@ -162,28 +166,19 @@ class AsyncGuardedPool(NamedPool):
     async def _ready(self, connection: Any) -> None:
         """Connect, and drop a socket the server closed while it sat idle (a restart): a write
         sent on it would be lost after leaving, and could not be sent again. Anything to read
-        on an idle connection (end of file, or a stray push) means it is not fit to lend."""
-        if not connection.is_connected:
-            await connection.connect()
-            return
-        try:
-            stale = await has_data(connection)
-        except (RedisConnectionError, RedisTimeoutError, OSError):
-            stale = True
-        if stale:
-            await connection.disconnect(nowait=True)
-            await connection.connect()
+        on an idle connection (end of file, or a stray push) means it is not fit to lend.
+        That is redis-py's own check."""
+        await self.ensure_connection(connection)  # type: ignore[attr-defined]
 
     async def release(self, connection: Any) -> None:
-        await self._give_back(connection)
-
-    async def _give_back(self, connection: Any) -> None:
+        lease = self._leases.get(id(connection))
+        if lease is None or id(lease()) != id(connection):
+            return  # not lent by this pool, or given back twice: never close it under its holder
+        del self._leases[id(connection)]
         keep = not self._closed and self._still_current(connection)
-        if not keep or owes_replies(connection) or connection.should_reconnect():
+        if not keep or unfit_to_lend(connection) or connection.should_reconnect():
             # Closing with nowait does not suspend: a cancellation cannot land halfway.
-            await connection.disconnect(nowait=True)  # unread replies go with the socket
-        if self._leases.pop(id(connection), None) is None:
-            return  # not lent by this pool, or given back twice
+            await connection.disconnect(nowait=True)  # unread replies, a changed session, go
         if not keep:
             self._grant_free_places()
             return
@@ -195,11 +190,10 @@ class AsyncGuardedPool(NamedPool):
             waiter.set_result(connection)
             break
         else:
-            self._available_connections.append(connection)
+            self.idle.append(connection)
         # As redis-py's pool (after the bookkeeping: listeners may suspend).
         if self._announces_release:
-            event = AsyncAfterConnectionReleasedEvent(connection)  # type: ignore[no-untyped-call]
-            await self._event_dispatcher.dispatch_async(event)  # type: ignore[attr-defined]
+            await self.aannounce_release(connection)
 
     def _still_current(self, connection: Any) -> bool:
         """False for a socket to a Sentinel primary that has since failed over. (redis-py's
@@ -216,7 +210,7 @@ class AsyncGuardedPool(NamedPool):
         """As :meth:`redis_conn.pools.GuardedPool.retire`: idle connections close now, lent
         ones when they come back, and nothing is pooled again."""
         self._closed = True
-        idle, self._available_connections = self._available_connections, []
+        idle, self.idle = self.idle, []
         for connection in idle:
             await connection.disconnect(nowait=True)
 
@@ -226,7 +220,7 @@ class AsyncGuardedPool(NamedPool):
         return PoolUsage(
             pool_class="BlockingConnectionPool" if self.blocking else "ConnectionPool",
             max_connections=self.max_connections,
-            created=len(self._available_connections) + in_use,
+            created=len(self.idle) + in_use,
             in_use=in_use,
             waiting=sum(1 for w in self._waiters if not w.done()),
         )

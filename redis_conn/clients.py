@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache, partial
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
@@ -12,9 +12,10 @@ import redis.sentinel
 from redis.cluster import LoadBalancingStrategy
 from redis.driver_info import DriverInfo
 
-from redis_conn.cluster import NamedRedisCluster
+from redis_conn.cluster import NamedRedisCluster, cluster_connection_class
 from redis_conn.config import ConnectionSpec
 from redis_conn.guarded import sync_connection_class
+from redis_conn.named_clients import NamedRedis
 from redis_conn.pools import GuardedConnectionPool, GuardedPool, GuardedSentinelConnectionPool
 from redis_conn.retry import Retry, make_retry
 
@@ -93,7 +94,7 @@ def build_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Client:
         **pool_kwargs(spec),
         **connection_kwargs(spec),
     )
-    return redis.Redis.from_pool(pool)
+    return NamedRedis.from_pool(pool)
 
 
 def close_client(client: Client) -> None:
@@ -124,7 +125,7 @@ def _close_pool(pool: Any) -> None:
 def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
     assert spec.service_name is not None
     kwargs = connection_kwargs(spec)
-    manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         list(spec.sentinels), sentinel_kwargs=sentinel_kwargs(spec)
     )
     ssl = bool(kwargs.pop("ssl", False))
@@ -137,7 +138,7 @@ def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
         **pool_kwargs(spec),
         **kwargs,
     )
-    client = redis.Redis.from_pool(pool)
+    client = NamedRedis.from_pool(pool)
     client.sentinel_manager = manager  # type: ignore[attr-defined]  # health reads it
     return client
 
@@ -152,14 +153,19 @@ def _cluster_client(spec: ConnectionSpec) -> NamedRedisCluster:
         blocking=spec.blocking,
         pool_timeout=spec.pool_timeout,
     )
-    return NamedRedisCluster.from_url(  # type: ignore[return-value]
-        spec.url,
-        max_connections=spec.max_connections,
-        connection_pool_class=node_pool,
-        connection_class=sync_connection_class(scheme),
-        **replica_reads(spec.read_from_replicas),
-        **kwargs,
+    client = cast(
+        NamedRedisCluster,
+        NamedRedisCluster.from_url(
+            spec.url,
+            max_connections=spec.max_connections,
+            connection_pool_class=node_pool,
+            connection_class=cluster_connection_class(sync_connection_class(scheme), spec.root),
+            **replica_reads(spec.read_from_replicas),
+            **kwargs,
+        ),
     )
+    client.connection_name = spec.root  # for the errors of its commands and pipelines
+    return client
 
 
 def replica_reads(enabled: bool) -> dict[str, Any]:

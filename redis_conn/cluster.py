@@ -12,19 +12,30 @@ happens next depends on what the server said:
 - The connection was lost after the write: a read-only command may be sent once more, any
   other gets the error saying it may or may not have run (the guarded connection's
   :class:`~redis_conn.exceptions.ConnectionLostAfterWrite`).
+- Anything else that fails once a node's batch was written (a bug, a redis-py release that
+  changed what we call) fails only that node's unanswered commands, as
+  :class:`~redis_conn.exceptions.ReplyNotUnderstood` (CONTRACT section 13); a slot-table
+  refresh that fails (no node reachable) ends the batch with each command's own outcome, so
+  a write whose reply was lost still says it may or may not have run.
 
 :class:`NamedRedisCluster` is the client ``get_redis`` returns for a cluster connection: its
-``pipeline()`` (without ``transaction``) sends through this module too.
+``pipeline()`` (without ``transaction``) sends through this module too. Its single commands
+and transactions keep the same rule for failures after a write: the nodes' connections count
+what they write for the call in progress (:func:`cluster_connection_class`), and a failure that
+is not one of redis-py's errors after a write becomes ``ReplyNotUnderstood``.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import redis.cluster
-from redis.commands.cluster import READ_COMMANDS
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -37,13 +48,141 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from redis_conn.read_only import command_name, may_resend
+from redis_conn.exceptions import OutcomeUnknown, ReplyNotUnderstood
+from redis_conn.internals import READ_COMMANDS
+from redis_conn.masking import mask_text
+from redis_conn.read_only import batch_label, command_name, may_resend
 
 Command = tuple[tuple[Any, ...], dict[str, Any]]
 
 _NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
 _UNSENT = object()  # no answer yet
 _SINGLE_NODE_FLAGS = ("default-node", "random")
+# redis-py's own errors: the server's answers and its decisions, which pass unchanged. (Its
+# cluster errors derive from Exception, not RedisError, in some releases.)
+_REDIS_ERRORS = (RedisError, RedisClusterException)
+logger = logging.getLogger("redis_conn")
+
+
+# -- what a call wrote (CONTRACT section 13) ---------------------------------------------------
+
+
+class _Tally:
+    """How many times the nodes' connections started a write for the call in progress."""
+
+    __slots__ = ("writes",)
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+
+# A mutable tally, not a counter: redis-py's asyncio cluster runs a command for several nodes
+# in tasks of their own, which copy the context, and so share the tally object.
+_TALLY: ContextVar[_Tally | None] = ContextVar("redis_conn_cluster_tally", default=None)
+
+
+def _count_write() -> None:
+    tally = _TALLY.get()
+    if tally is not None:
+        tally.writes += 1
+
+
+class _CountsWrites:
+    """Mixed in front of a cluster node's (guarded) sync connection."""
+
+    def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+        _count_write()  # before the write, so an interrupt or a failure can only over-count
+        super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
+
+
+class _AsyncCountsWrites:
+    """Mixed in front of a cluster node's (guarded) asyncio connection."""
+
+    async def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+        _count_write()
+        await super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
+
+
+_CONNECTION_CLASSES: dict[tuple[type[Any], str], type[Any]] = {}
+
+
+def cluster_connection_class(base: type[Any], connection_name: str) -> type[Any]:
+    """``base`` (a guarded connection class) for the nodes of the cluster connection
+    ``connection_name``: it counts its writes for :func:`after_write_rule`, and names the
+    connection in its errors (redis-py's asyncio cluster makes its connections itself, with no
+    pool of ours to name them)."""
+    made = _CONNECTION_CLASSES.get((base, connection_name))
+    if made is None:  # one class per base and name, however often the connections are rebuilt
+        mixin: type[Any] = _AsyncCountsWrites if _is_async_connection(base) else _CountsWrites
+        # The base's name and module, so pool reprs and health reports read as before.
+        made = type(
+            base.__name__,
+            (mixin, base),
+            {"connection_name": connection_name, "__module__": base.__module__},
+        )
+        made = _CONNECTION_CLASSES.setdefault((base, connection_name), made)
+    return made
+
+
+def _is_async_connection(base: type[Any]) -> bool:
+    return inspect.iscoroutinefunction(base.send_packed_command)
+
+
+@contextmanager
+def after_write_rule(connection_name: str, what: str) -> Iterator[_Tally]:
+    """Run a cluster call under CONTRACT section 13: an exception that is not one of redis-py's
+    errors, raised after a node's connection started a write for this call, becomes
+    :class:`~redis_conn.exceptions.ReplyNotUnderstood` ("may or may not have run"). Before any
+    write it passes unchanged (nothing ran: a programming error stays one). Yields the tally,
+    for calls that return errors instead of raising them (:func:`unreadable_result`)."""
+    tally = _Tally()
+    token = _TALLY.set(tally)
+    try:
+        yield tally
+    except _REDIS_ERRORS as exc:
+        outcome = _outcome_behind(exc)
+        if outcome is None:
+            raise
+        # redis-py 7.x refreshes the slot table while handling the lost connection; when no
+        # node answers, its error would replace the one saying the command may have run.
+        logger.warning(
+            "Redis connection %r: after %s was lost, %s: %s",
+            connection_name,
+            what,
+            type(exc).__name__,
+            mask_text(str(exc)),
+        )
+        raise outcome from None
+    except Exception as exc:
+        if tally.writes:
+            raise _unreadable(connection_name, what, exc) from exc
+        raise
+    finally:
+        _TALLY.reset(token)
+
+
+def _outcome_behind(exc: BaseException) -> OutcomeUnknown | None:
+    """The "may or may not have run" error that ``exc`` was raised while handling, if any."""
+    seen: set[int] = set()
+    context = exc.__context__
+    while context is not None and id(context) not in seen:
+        if isinstance(context, OutcomeUnknown):
+            return context
+        seen.add(id(context))
+        context = context.__context__
+    return None
+
+
+def _unreadable(connection_name: str, what: str, exc: Exception) -> ReplyNotUnderstood:
+    return ReplyNotUnderstood(connection_name, what, exc)
+
+
+def unreadable_result(connection_name: str, what: str, result: Any) -> Any:
+    """A batch's result for a command written under :func:`after_write_rule`: an exception
+    that is not one of redis-py's errors becomes ``ReplyNotUnderstood``."""
+    if isinstance(result, Exception) and not isinstance(result, _REDIS_ERRORS):
+        return _unreadable(connection_name, what, result)
+    return result
 
 
 class _Resend:
@@ -84,7 +223,7 @@ def route(cluster: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
 
 def send_cluster_batch(cluster: Any, commands: Sequence[Command]) -> list[Any]:
     """Send ``commands`` (``(args, options)`` pairs) once each; return a reply or an exception
-    per command, in order."""
+    per command, in order. Only an interrupt (``BaseException``) is raised."""
     results: list[Any] = [_UNSENT] * len(commands)
     resend: dict[int, _Resend] = {i: _Resend() for i in range(len(commands))}
     network_rounds = 0
@@ -95,7 +234,8 @@ def send_cluster_batch(cluster: Any, commands: Sequence[Command]) -> list[Any]:
             network_rounds += 1
             if network_rounds > max(cluster.retry.get_retries(), 1):
                 break
-            cluster.nodes_manager.initialize()
+            if not _refresh(cluster):
+                break  # each command keeps the outcome of its last attempt
         resend = _one_round(cluster, commands, resend, results)
     return [
         RedisClusterException("The batch was redirected too many times.") if r is _UNSENT else r
@@ -103,14 +243,38 @@ def send_cluster_batch(cluster: Any, commands: Sequence[Command]) -> list[Any]:
     ]
 
 
+def _refresh(cluster: Any) -> bool:
+    """Reload the slot table; False when that failed (no node answered, or anything else).
+
+    Not raised: the batch's earlier rounds may have written commands whose outcome (a reply,
+    or "may or may not have run") must reach the caller, not a refresh error in its place.
+    """
+    try:
+        cluster.nodes_manager.initialize()
+    except Exception as exc:
+        logger.warning(
+            "Redis connection %r: the cluster's slot table could not be refreshed (%s: %s).",
+            connection_name_of(cluster),
+            type(exc).__name__,
+            mask_text(str(exc)),
+        )
+        return False
+    return True
+
+
+def connection_name_of(cluster: Any) -> str:
+    return str(getattr(cluster, "connection_name", "") or "")
+
+
 def _one_round(
     cluster: Any, commands: Sequence[Command], todo: dict[int, _Resend], results: list[Any]
 ) -> dict[int, _Resend]:
+    name = connection_name_of(cluster)
     by_node: dict[str, tuple[Any, list[int]]] = {}
     for index, why in todo.items():
         try:
             node = why.node or route(cluster, *commands[index])
-        except RedisError as exc:
+        except Exception as exc:  # not sent: the command's own error
             results[index] = exc
             continue
         by_node.setdefault(node.name, (node, []))[1].append(index)
@@ -118,13 +282,17 @@ def _one_round(
     lent: list[tuple[Any, Any, list[int]]] = []
     try:
         for node, indices in by_node.values():
-            client = cluster.get_redis_connection(node)
             try:
+                client = cluster.get_redis_connection(node)
                 connection = client.connection_pool.get_connection()
             except _NETWORK_ERRORS as exc:  # nothing was written: route these again
                 for index in indices:
                     results[index] = exc
                     again[index] = _Resend(network=True)
+                continue
+            except Exception as exc:  # nothing was written: the commands fail, others go on
+                for index in indices:
+                    results[index] = exc
                 continue
             lent.append((client, connection, indices))
             wire: list[tuple[Any, ...]] = []
@@ -137,16 +305,26 @@ def _one_round(
             except _NETWORK_ERRORS as exc:
                 _lost(commands, indices, exc, results, again)
                 lent[-1] = (client, connection, [])
+            except Exception as exc:  # perhaps partly written: close it, nothing re-sent
+                _unread(name, connection, commands, indices, exc, results)
+                lent[-1] = (client, connection, [])
         for client, connection, indices in lent:
-            _read_replies(client, connection, commands, indices, todo, results, again)
+            _read_replies(name, client, connection, commands, indices, todo, results, again)
     finally:
         for client, connection, _ in lent:
             client.connection_pool.release(connection)
-    _follow_redirects(cluster, results, again)
+    try:
+        _follow_redirects(cluster, results, again)
+    except Exception:  # the slot table is redis-py's to mend; these keep their redirect errors
+        logger.warning(
+            "Redis connection %r: a cluster redirect could not be followed.", name, exc_info=True
+        )
+        return {}
     return again
 
 
 def _read_replies(
+    name: str,
     client: Any,
     connection: Any,
     commands: Sequence[Command],
@@ -170,6 +348,27 @@ def _read_replies(
             connection.disconnect()
             _lost(commands, indices[position:], exc, results, again)
             return
+        except Exception as exc:  # the client failed, not the network nor the server
+            _unread(name, connection, commands, indices[position:], exc, results)
+            return
+
+
+def _unread(
+    name: str,
+    connection: Any,
+    commands: Sequence[Command],
+    indices: list[int],
+    exc: Exception,
+    results: list[Any],
+) -> None:
+    """The client failed (not the network, not the server) once ``indices`` were written: their
+    replies are unread, so the connection is closed and each may or may not have run."""
+    try:
+        connection.disconnect()
+    except Exception:  # the commands' outcome is what matters; the pool closes it anyway
+        logger.debug("Redis connection %r: disconnect failed.", name, exc_info=True)
+    for index in indices:
+        results[index] = _unreadable(name, command_name(commands[index][0]), exc)
 
 
 def _lost(
@@ -203,8 +402,8 @@ def _follow_redirects(cluster: Any, results: list[Any], again: dict[int, _Resend
         elif isinstance(error, ClusterDownError):
             refresh = True
             why.network = True  # counts against RETRY like a network failure
-    if refresh:
-        cluster.nodes_manager.initialize()
+    if refresh and not _refresh(cluster):
+        again.clear()  # the commands keep their redirect errors
     if wait:
         time.sleep(0.05)
 
@@ -215,6 +414,8 @@ class ExactlyOnceClusterPipeline(redis.cluster.ClusterPipeline):
     Instances come from :meth:`NamedRedisCluster.pipeline`, which re-labels the pipeline
     redis-py built (so every constructor argument stays redis-py's own).
     """
+
+    connection_name = ""
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         self.__dict__.setdefault("_redis_conn_queue", []).append((args, kwargs))
@@ -237,11 +438,31 @@ class ExactlyOnceClusterPipeline(redis.cluster.ClusterPipeline):
         super().reset()  # type: ignore[no-untyped-call]
 
 
+class ClusterTransaction(redis.cluster.ClusterPipeline):
+    """redis-py's cluster transaction (MULTI/EXEC on one node), under :func:`after_write_rule`."""
+
+    connection_name = ""
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        label = batch_label("transaction", len(self))
+        with after_write_rule(self.connection_name, label):
+            results: list[Any] = super().execute(raise_on_error)
+        return results
+
+
 class NamedRedisCluster(redis.cluster.RedisCluster):
-    """redis-py's ``RedisCluster`` whose non-transactional pipelines send each command once."""
+    """redis-py's ``RedisCluster`` whose non-transactional pipelines send each command once,
+    and whose commands and transactions follow CONTRACT section 13 (:func:`after_write_rule`).
+    ``connection_name`` is set by the client builder."""
+
+    connection_name = ""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with after_write_rule(self.connection_name, command_name(args)):
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
         pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)  # type: ignore[no-untyped-call]
-        if not transaction:
-            pipe.__class__ = ExactlyOnceClusterPipeline
+        pipe.__class__ = ClusterTransaction if transaction else ExactlyOnceClusterPipeline
+        pipe.connection_name = self.connection_name
         return pipe

@@ -6,18 +6,26 @@ digits, so INCR works on it; anything else is serialized (pickle by default) and
 compressor is set and the result is at least ``min_length`` bytes, compressed. Reading tries
 an integer first, then decompression (small values were left uncompressed), then the
 serializer. No Django or Flask import here: the Django cache and the Flask adapters share it.
+
+django-redis's serializer and compressor classes are accepted by their dotted paths
+(:data:`DJANGO_REDIS_PATHS`) and answered by the equivalents here, which write what they write
+(the same pickle protocol, JSON, msgpack, zlib, gzip, lzma, lz4 and zstd frames, compressed
+above the same length), so values stay readable both ways and django-redis itself need not be
+installed. msgpack, lz4 and zstd need their packages (``msgpack``, ``lz4``, ``pyzstd``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import importlib
+import inspect
 import json
 import lzma
 import pickle
 import zlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 _INT_START = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
 
@@ -40,6 +48,8 @@ class Compressor(Protocol):
 
 
 class PickleSerializer:
+    """Django's RedisCache pickles with the highest protocol, django-redis with the default."""
+
     def __init__(self, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
         self.protocol = protocol
 
@@ -53,14 +63,31 @@ class PickleSerializer:
 class JSONSerializer:
     """JSON as UTF-8; ``encoder`` is a ``json.JSONEncoder`` subclass (Django passes its own)."""
 
-    def __init__(self, encoder: type[json.JSONEncoder] | None = None) -> None:
+    def __init__(
+        self, encoder: type[json.JSONEncoder] | None = None, *, compact: bool = True
+    ) -> None:
         self.encoder = encoder
+        # django-redis writes json.dumps's default separators (", ", ": ").
+        self.separators = (",", ":") if compact else None
 
     def dumps(self, value: Any) -> bytes:
-        return json.dumps(value, cls=self.encoder, separators=(",", ":")).encode()
+        return json.dumps(value, cls=self.encoder, separators=self.separators).encode()
 
     def loads(self, data: bytes) -> Any:
         return json.loads(data)
+
+
+class MsgpackSerializer:
+    """MessagePack, as django-redis's MSGPackSerializer writes it (needs ``msgpack``)."""
+
+    def __init__(self) -> None:
+        self._msgpack = _optional("msgpack", "msgpack", "SERIALIZER 'msgpack'")
+
+    def dumps(self, value: Any) -> bytes:
+        return bytes(self._msgpack.dumps(value))
+
+    def loads(self, data: bytes) -> Any:
+        return self._msgpack.loads(data, raw=False)
 
 
 class ZlibCompressor:
@@ -91,13 +118,92 @@ class LzmaCompressor:
             raise ValueError(str(exc)) from exc
 
 
+class GzipCompressor:
+    def compress(self, data: bytes) -> bytes:
+        return gzip.compress(data)
+
+    def decompress(self, data: bytes) -> bytes:
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+            raise ValueError(str(exc)) from exc
+
+
+class Lz4Compressor:
+    """LZ4 frames, as django-redis's Lz4Compressor writes them (needs ``lz4``)."""
+
+    def __init__(self) -> None:
+        self._frame = _optional("lz4.frame", "lz4", "COMPRESSOR 'lz4'")
+
+    def compress(self, data: bytes) -> bytes:
+        return bytes(self._frame.compress(data))
+
+    def decompress(self, data: bytes) -> bytes:
+        try:
+            return bytes(self._frame.decompress(data))
+        except RuntimeError as exc:  # lz4's error for data that is not a frame
+            raise ValueError(str(exc)) from exc
+
+
+class ZstdCompressor:
+    """Zstandard frames, as django-redis's ZStdCompressor writes them (needs ``pyzstd``)."""
+
+    def __init__(self) -> None:
+        self._zstd = _optional("pyzstd", "pyzstd", "COMPRESSOR 'zstd'")
+
+    def compress(self, data: bytes) -> bytes:
+        return bytes(self._zstd.compress(data))
+
+    def decompress(self, data: bytes) -> bytes:
+        try:
+            return bytes(self._zstd.decompress(data))
+        except self._zstd.ZstdError as exc:
+            raise ValueError(str(exc)) from exc
+
+
+def _optional(module: str, package: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ValueError(
+            f"{what} needs the {package} package, which is not installed: pip install {package}."
+        ) from exc
+
+
 SERIALIZERS: dict[str, Callable[[], Serializer]] = {
     "pickle": PickleSerializer,
     "json": JSONSerializer,
+    "msgpack": MsgpackSerializer,
 }
 COMPRESSORS: dict[str, Callable[[], Compressor]] = {
     "zlib": ZlibCompressor,
+    "gzip": GzipCompressor,
     "lzma": LzmaCompressor,
+    "lz4": Lz4Compressor,
+    "zstd": ZstdCompressor,
+}
+
+
+class Equivalent(NamedTuple):
+    """What a django-redis class path stands for here."""
+
+    name: str | None  # the built-in name; None: no compressor
+    min_len: int | None = None  # the smallest length django-redis compresses
+
+
+#: django-redis's classes, by dotted path. Its compressors compress values longer than their
+#: ``min_length`` (15 bytes; lzma: 100), so these keep that threshold unless COMPRESS_MIN_LEN
+#: says otherwise; its pickle serializer uses ``pickle.DEFAULT_PROTOCOL`` (PICKLE_VERSION).
+DJANGO_REDIS_PATHS: dict[str, Equivalent] = {
+    "django_redis.serializers.pickle.PickleSerializer": Equivalent("pickle"),
+    "django_redis.serializers.json.JSONSerializer": Equivalent("json"),
+    "django_redis.serializers.msgpack.MSGPackSerializer": Equivalent("msgpack"),
+    "django_redis.compressors.identity.IdentityCompressor": Equivalent(None),
+    "django_redis.compressors.zlib.ZlibCompressor": Equivalent("zlib", 16),
+    "django_redis.compressors.gzip.GzipCompressor": Equivalent("gzip", 16),
+    "django_redis.compressors.lzma.LzmaCompressor": Equivalent("lzma", 101),
+    "django_redis.compressors.lz4.Lz4Compressor": Equivalent("lz4", 16),
+    "django_redis.compressors.zstd.ZStdCompressor": Equivalent("zstd", 16),
 }
 
 
@@ -122,14 +228,20 @@ class Codec:
         # type() rather than isinstance(): True must stay a bool, not become 1.
         if type(value) is int:
             return value
+        return self.dumps_serialized(value)
+
+    def dumps_serialized(self, value: Any) -> bytes:
+        """Serialized even when an int: sorted-set members, as django-redis stores them."""
         data = self.serializer.dumps(value)
         if self.compressor is not None and len(data) >= self.compress_min_len:
             return self.compressor.compress(data)
         return data
 
-    def loads(self, data: bytes | None) -> Any:
+    def loads(self, data: bytes | str | None) -> Any:
         if data is None:
             return None
+        if isinstance(data, str):  # a field name or member a client decoded
+            data = data.encode()
         # Every writer stores an int as str(int); looking at the first byte first saves the
         # cost of a failed int() on every pickle (b"\x80..."), JSON text or compressed value.
         if data[:1] in _INT_START:
@@ -148,11 +260,20 @@ class Codec:
         return f"<Codec {type(self.serializer).__name__} compressor={compressor}>"
 
 
-def resolve(value: Any, builtins: dict[str, Callable[[], Any]], what: str) -> Any:
+def resolve(
+    value: Any,
+    builtins: dict[str, Callable[[], Any]],
+    what: str,
+    options: dict[str, Any] | None = None,
+) -> Any:
     """A serializer or compressor from a built-in name, a dotted path, a class or an object.
 
-    Raises ``ValueError`` with a sentence saying what was wrong.
+    A class whose constructor takes ``options`` (django-redis's base classes do) is given
+    ``options``, the cache's OPTIONS. Raises ``ValueError`` with a sentence saying what was
+    wrong.
     """
+    if isinstance(value, str) and value in DJANGO_REDIS_PATHS:
+        value = DJANGO_REDIS_PATHS[value].name
     if isinstance(value, str):
         if value in builtins:
             return builtins[value]()
@@ -165,7 +286,8 @@ def resolve(value: Any, builtins: dict[str, Callable[[], Any]], what: str) -> An
         except (ImportError, AttributeError) as exc:
             raise ValueError(f"{what} {value!r} cannot be imported: {exc}.") from exc
     if isinstance(value, type):
-        value = value()
+        takes_options = "options" in inspect.signature(value).parameters
+        value = value(options=options or {}) if takes_options else value()
     methods = ("dumps", "loads") if what == "SERIALIZER" else ("compress", "decompress")
     missing = [name for name in methods if not callable(getattr(value, name, None))]
     if missing:

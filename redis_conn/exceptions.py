@@ -8,6 +8,8 @@ from redis.exceptions import ConnectionError as _RedisConnectionError
 from redis.exceptions import MaxConnectionsError as _PoolLimitError
 from redis.exceptions import TimeoutError as _RedisTimeoutError
 
+from redis_conn.masking import mask_text
+
 
 class RedisConnError(Exception):
     """Base class of every error raised by redis_conn."""
@@ -87,6 +89,26 @@ class ConnectionLostAfterWrite(OutcomeUnknown, _RedisConnectionError):
 
 class TimeoutAfterWrite(OutcomeUnknown, _RedisTimeoutError):
     """No reply within SOCKET_TIMEOUT after a non-read-only command or a batch was written."""
+
+
+class ReplyNotUnderstood(OutcomeUnknown, _RedisConnectionError):
+    """A command reached the server, then reading or parsing its reply failed inside the client
+    (a bug, or a dependency release that changed something we rely on): it may or may not have
+    run, exactly as when the connection is lost after the write (CONTRACT section 13)."""
+
+    def __init__(self, connection_name: str, command: str, cause: BaseException) -> None:
+        # The cause's text may quote a connection's repr, password included.
+        detail = f"its reply could not be read ({type(cause).__name__}: {mask_text(str(cause))})"
+        super().__init__(
+            connection_name,
+            command,
+            detail,
+            message=(
+                f"Redis connection {connection_name!r}: {command} was sent, then "
+                f"{detail.rstrip('.')}; it may or may not have run, and it was not sent again."
+            ),
+        )
+        self.__cause__ = cause
 
 
 class ResultNotReady(RedisConnError):

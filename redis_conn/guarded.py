@@ -35,9 +35,11 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.exceptions import ConnectionLostAfterWrite, TimeoutAfterWrite
+from redis_conn.internals import is_connected
 from redis_conn.masking import mask_text
 from redis_conn.naming import explain_refused_name
 from redis_conn.read_only import all_resendable, command_name, may_resend
+from redis_conn.session_state import CLEAN, session_after
 
 _NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
 # Before Python 3.12, asyncio.wait_for (which redis-py sends under) can swallow a cancellation.
@@ -58,21 +60,6 @@ def name_error(exc: BaseException, connection_name: str) -> None:
 
 
 _NUMBERS = (int, float)
-
-
-def is_connected(connection: Any) -> bool:
-    """Whether the connection has a socket (redis-py 7 has no sync ``is_connected``)."""
-    try:
-        return bool(connection.is_connected)
-    except AttributeError:
-        return connection._sock is not None
-
-
-async def has_data(connection: Any) -> bool:
-    """Whether an idle asyncio connection has anything to read: data, or end of file
-    (``can_read`` is redis-py 8's name, ``can_read_destructive`` redis-py 7's)."""
-    check = getattr(connection, "can_read", None) or connection.can_read_destructive
-    return bool(await check())
 
 
 def numbers_as_text(args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -101,17 +88,26 @@ class ReplyAccounting:
     _unsafe_written = False  # a non-read-only command whose reply is still owed was written
     _written: Any = None  # what that was: a command's first words, or a batch's size
     _next: Sent | None = None  # what the next send_packed_command carries (from the packing)
+    _session = CLEAN  # what the commands sent since the handshake did to the session
     connection_name = ""
 
     @property
     def replies_owed(self) -> int:
         return self._replies_owed
 
+    @property
+    def session_changed(self) -> bool:
+        """Whether a command left this connection in a state the next borrower must not
+        inherit (CONTRACT section 10: SELECT, MULTI without EXEC, MONITOR, ...)."""
+        return self._session != CLEAN
+
     def _note_command(self, args: tuple[Any, ...]) -> None:
         self._next = (1, not may_resend(args), args[:2])  # the name, never values
+        self._session = session_after(self._session, (args,))
 
     def _note_batch(self, batch: list[Any]) -> None:
         self._next = (len(batch), not all_resendable(batch), len(batch))
+        self._session = session_after(self._session, batch)
 
     def _take_next(self) -> Sent:
         sent, self._next = self._next, None
@@ -134,8 +130,10 @@ class ReplyAccounting:
         self._replies_owed = owed
 
     def _forget_owed(self) -> None:
+        # A new socket (or none): no reply owed, and the session is the handshake's.
         self._replies_owed = 0
         self._unsafe_written = False
+        self._session = CLEAN
 
     def _named(self, exc: BaseException, unsafe: bool, written: Any) -> BaseException:
         """The error to raise for a network error: named, and after an unsafe write, the
@@ -349,6 +347,15 @@ class AsyncGuardedSentinelSSLConnection(_AsyncGuard, async_sentinel.SentinelMana
 
 def owes_replies(connection: object) -> bool:
     return isinstance(connection, ReplyAccounting) and connection.replies_owed > 0
+
+
+def unfit_to_lend(connection: object) -> bool:
+    """Whether a connection given back must be closed rather than lent again: it still owes
+    replies (an interrupted command, a half-made handshake), or a command changed its session
+    (CONTRACT sections 6 and 10)."""
+    return isinstance(connection, ReplyAccounting) and (
+        connection.replies_owed > 0 or connection.session_changed
+    )
 
 
 def sync_connection_class(scheme: str, *, sentinel: bool = False, ssl: bool = False) -> type[Any]:

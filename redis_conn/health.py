@@ -60,6 +60,13 @@ def build_report(
             checked[spec.root], uses[spec.root] = _check(registry, root, ping=ping, sockets=sockets)
     if workers is not None:
         roots = {name: registry.spec(name) for name in checked}
+        if ping and sockets:
+            # A budget is per server: the connections left out of this report (--connection)
+            # take their share of its maxclients all the same.
+            for name in registry.names():
+                root = registry.spec(registry.spec(name).root)
+                if root.name not in uses:
+                    roots[root.name], uses[root.name] = root, _server_uses_of(registry, root)
         apply_budgets(checked, roots, uses, workers)
     entries = []
     for spec in specs:
@@ -67,6 +74,16 @@ def build_report(
         entry["name"], entry["alias_of"] = spec.name, spec.alias_of
         entries.append({"name": entry.pop("name"), "alias_of": entry.pop("alias_of"), **entry})
     return {"status": overall_status(e["status"] for e in entries), "connections": entries}
+
+
+def _server_uses_of(registry: ConnectionRegistry, spec: ConnectionSpec) -> list[ServerUse]:
+    """The servers a connection outside the report reaches; none if it cannot be asked."""
+    if spec.kind == "fake":
+        return []
+    try:
+        return server_uses(registry.get(spec.name), spec, opened=_probing)
+    except Exception:  # down or refused: the report of that connection would say why
+        return []
 
 
 def overall_status(statuses: Iterable[str]) -> str:
@@ -128,7 +145,7 @@ def _check(
             if sockets and spec.kind != "fake":
                 uses = server_uses(client, spec, info=info, opened=_probing)
                 entry["server_connections"], entry["maxclients"] = summarize(uses)
-        entry["pool"], pool_problems = _pool_report(client, spec)
+        entry["pool"], pool_problems = _pool_report(client, spec, _async_pools(registry, spec))
         problems.extend(pool_problems)
         role = (entry["server"] or {}).get("role")
         if spec.kind == "sentinel" and role not in (None, "master"):
@@ -217,13 +234,31 @@ def _server_facts(info: dict[str, Any]) -> dict[str, Any]:
     return {"version": facts["version"], **{k: v for k, v in facts.items() if k != "version"}}
 
 
-def _pool_report(client: Any, spec: ConnectionSpec) -> tuple[dict[str, Any], list[str]]:
+def _async_pools(registry: ConnectionRegistry, spec: ConnectionSpec) -> list[Any]:
+    """The asyncio pools of a connection in this process: one per event loop that used it.
+
+    The Django cache's async methods and async views hold their sockets there, not in the
+    sync pool. (An asyncio cluster client keeps per-node connections without a pool to ask.)
+    """
+    pools = []
+    for name, client in registry.created_async_clients():
+        pool = getattr(client, "connection_pool", None)
+        if name == spec.root and pool is not None and hasattr(pool, "usage"):
+            pools.append(pool)
+    return pools
+
+
+def _pool_report(
+    client: Any, spec: ConnectionSpec, async_pools: list[Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The sync pool (a cluster: one per node) and the asyncio ones, counted together."""
     if spec.kind == "cluster":
         pools = [node.redis_connection.connection_pool for node in _nodes(client)]
     else:
         pools = [client.connection_pool]
     usages = [pool.usage() for pool in pools if hasattr(pool, "usage")]
-    if not usages:  # fakeredis: an in-process server, no sockets to count
+    async_usages = [pool.usage() for pool in async_pools]
+    if not usages and not async_usages:  # fakeredis: an in-process server, no sockets to count
         return {
             "class": type(client.connection_pool).__name__,
             "max_connections": None,
@@ -231,16 +266,27 @@ def _pool_report(client: Any, spec: ConnectionSpec) -> tuple[dict[str, Any], lis
             "in_use": None,
             "idle": None,
         }, []
-    report = {
-        "class": usages[0].pool_class,
-        "max_connections": usages[0].max_connections,
-        "created": sum(u.created for u in usages),
-        "in_use": sum(u.in_use for u in usages),
-        "idle": sum(u.idle for u in usages),
+    every = usages + async_usages
+    report: dict[str, Any] = {
+        "class": every[0].pool_class,
+        "max_connections": every[0].max_connections,
+        "created": sum(u.created for u in every),
+        "in_use": sum(u.in_use for u in every),
+        "idle": sum(u.idle for u in every),
     }
-    full = [u for u in usages if u.in_use >= u.max_connections]
-    problems = [f"pool full: {u.in_use} of {u.max_connections} in use" for u in full[:1]]
-    return report, problems
+    if async_usages:  # included in the counts above; each loop's pool has MAX_CONNECTIONS
+        report["asyncio"] = {
+            "pools": len(async_usages),
+            "created": sum(u.created for u in async_usages),
+            "in_use": sum(u.in_use for u in async_usages),
+        }
+    labelled = [("", u) for u in usages] + [("asyncio ", u) for u in async_usages]
+    full = [
+        f"{label}pool full: {u.in_use} of {u.max_connections} in use"
+        for label, u in labelled
+        if u.in_use >= u.max_connections
+    ]
+    return report, full[:1]
 
 
 def _nodes(client: Any) -> list[Any]:
@@ -266,7 +312,7 @@ def _check_cluster(
     uses: list[ServerUse] = []
     try:
         client = registry.get(spec.name)  # redis-py asks the configured node for the topology
-        entry["pool"], problems = _pool_report(client, spec)
+        entry["pool"], problems = _pool_report(client, spec, _async_pools(registry, spec))
         nodes = _cluster_nodes(client, spec, ping=ping)
         if ping and sockets:
             uses = server_uses(client, spec, opened=_probing)
@@ -436,6 +482,14 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
     for c in report["connections"]:  # Django's report: the CACHES aliases on each connection
         if c.get("caches"):
             lines.append(f"{c['name']}: used by CACHES {', '.join(map(repr, c['caches']))}")
+    for c in report["connections"]:
+        asyncio_pools = (c["pool"] or {}).get("asyncio")
+        if asyncio_pools and c["alias_of"] is None:
+            lines.append(
+                f"{c['name']}: POOL counts {asyncio_pools['created']} asyncio connection(s) "
+                f"({asyncio_pools['in_use']} in use) in the pools of "
+                f"{asyncio_pools['pools']} event loop(s)"
+            )
     for c in report["connections"]:
         mux = c.get("multiplex")
         if mux is not None and c["alias_of"] is None:

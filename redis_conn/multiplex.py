@@ -34,15 +34,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.utils import HIREDIS_AVAILABLE
 
 from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import ConnectionLostAfterWrite, OutcomeUnknown, TimeoutAfterWrite
-from redis_conn.guarded import has_data, numbers_as_text
+from redis_conn.guarded import numbers_as_text
+from redis_conn.internals import has_data, hiredis_packer
 from redis_conn.read_only import command_name, may_resend
 
 __all__ = ["Batch", "MultiplexUsage", "Multiplexer", "usage"]
@@ -63,13 +62,22 @@ class _Slot:
     The future's result is the reply, or the exception the waiter raises (an error reply or a
     failure); never ``set_exception``, so a reply nobody waits for any more logs nothing.
     A slot is also what redis-py's ``parse_response`` reads from: ``read_response`` below.
+    Whatever else redis-py reads from "its connection" (``_resp2_fallback`` in 8.2, whatever a
+    later release reads) comes from the real connection the slot's reply travels on, so a new
+    attribute read by redis-py cannot break the multiplexer.
     """
 
-    __slots__ = ("args", "data", "future", "label", "raw", "retried")
+    __slots__ = ("args", "data", "future", "label", "mux", "raw", "retried")
 
     def __init__(
-        self, future: asyncio.Future[Any], args: tuple[Any, ...] | None, data: Any, raw: bool
+        self,
+        mux: Multiplexer,
+        future: asyncio.Future[Any],
+        args: tuple[Any, ...] | None,
+        data: Any,
+        raw: bool,
     ) -> None:
+        self.mux = mux
         self.future = future
         self.args = args  # None for a reply of a batch (a Channel's)
         self.data = data  # the packed command (kept: a read-only one may be re-sent once)
@@ -82,6 +90,12 @@ class _Slot:
         if isinstance(reply, BaseException):
             raise reply
         return reply
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for what the slot does not define itself: the real connection answers.
+        if name.startswith("__") or name == "mux":  # no protocols, no recursion before __init__
+            raise AttributeError(name)
+        return getattr(self.mux.packer(), name)
 
 
 class Batch:
@@ -147,10 +161,8 @@ class Multiplexer:
         kwargs = pool.connection_kwargs
         encoding = str(kwargs.get("encoding", "utf-8")).lower().replace("_", "-")
         self._fast_pack = (
-            HiredisRespSerializer().pack
-            if HIREDIS_AVAILABLE
-            and encoding in ("utf-8", "utf8")
-            and kwargs.get("encoding_errors", "strict") == "strict"
+            hiredis_packer()
+            if encoding in ("utf-8", "utf8") and kwargs.get("encoding_errors", "strict") == "strict"
             else None
         )
         self._connected = False
@@ -207,7 +219,7 @@ class Multiplexer:
     def send(self, args: tuple[Any, ...], raw: bool) -> _Slot:
         """Queue one command; the returned slot is what redis-py's parse_response reads."""
         loop = self._running_loop()
-        slot = _Slot(loop.create_future(), args, self.pack(args), raw)
+        slot = _Slot(self, loop.create_future(), args, self.pack(args), raw)
         self._pending.append(slot)
         self._wake_writer()
         return slot
@@ -216,7 +228,7 @@ class Multiplexer:
         """Queue an already packed batch of ``count`` commands, to go out in one piece."""
         loop = self._running_loop()
         slots = [
-            _Slot(loop.create_future(), None, None, bool(raw[i]) if raw else False)
+            _Slot(self, loop.create_future(), None, None, bool(raw[i]) if raw else False)
             for i in range(count)
         ]
         for slot in slots:

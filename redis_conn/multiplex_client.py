@@ -25,12 +25,15 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio
-import redis.asyncio.client
-from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from redis_conn.config import ConnectionSpec
+from redis_conn.exceptions import ReplyNotUnderstood
+from redis_conn.internals import NEVER_DECODE, run_pipeline_batch
 from redis_conn.multiplex import Batch, Multiplexer
+from redis_conn.named_clients import AsyncNamedPipeline, AsyncNamedRedis
+from redis_conn.read_only import batch_label, command_name
 
 __all__ = [
     "Channel",
@@ -136,7 +139,10 @@ def needs_dedicated(args: tuple[Any, ...]) -> bool:
     return len(args) > 1 and _route(f"{_upper(name)} {_upper(args[1])}") == _DEDICATED
 
 
-class MultiplexedRedis(redis.asyncio.Redis):
+_redis_py_parse_response = redis.asyncio.Redis.parse_response
+
+
+class MultiplexedRedis(AsyncNamedRedis):
     """``redis.asyncio.Redis`` whose shareable commands ride one connection per event loop."""
 
     #: None on the clients redis-py derives from this one (``client()``): they are pooled.
@@ -146,10 +152,17 @@ class MultiplexedRedis(redis.asyncio.Redis):
         mux = self.multiplexer
         if mux is None or self.single_connection_client or needs_dedicated(args):
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        # The slot stands in for a connection: parse_response reads the reply from it and
-        # applies redis-py's response callback.
+        # The slot stands in for a connection: redis-py's parse_response reads the reply from
+        # it and applies the response callback. Called directly (not through our own
+        # parse_response, one coroutine less per command), with the same rule: once the
+        # command is written, a failure inside the client is an unknown outcome.
         slot = mux.send(args, NEVER_DECODE in options)
-        return await self.parse_response(slot, args[0], **options)  # type: ignore[arg-type]
+        try:
+            return await _redis_py_parse_response(self, slot, args[0], **options)  # type: ignore[arg-type]
+        except RedisError:
+            raise
+        except Exception as exc:
+            raise ReplyNotUnderstood(mux.name, command_name(args), exc) from exc
 
     def pipeline(
         self, transaction: bool = True, shard_hint: str | None = None
@@ -174,7 +187,7 @@ class MultiplexedRedis(redis.asyncio.Redis):
             return self
         raw = None if transaction else [NEVER_DECODE in options for _, options in commands]
         kind = "transaction" if transaction else "pipeline"
-        channel = Channel(mux, raw, f"a {kind} of {len(commands)} commands")
+        channel = Channel(mux, raw, batch_label(kind, len(commands)))
         return _SharedBatch(self, channel)
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
@@ -186,7 +199,7 @@ class MultiplexedRedis(redis.asyncio.Redis):
         return f"<MultiplexedRedis {self.multiplexer!r} pool={self.connection_pool!r}>"
 
 
-class MultiplexedPipeline(redis.asyncio.client.Pipeline):
+class MultiplexedPipeline(AsyncNamedPipeline):
     """redis-py's asyncio pipeline; without WATCH or scripts it runs on the shared connection.
 
     redis-py's own ``_execute_pipeline``/``_execute_transaction`` do the packing and reading,
@@ -211,12 +224,15 @@ class MultiplexedPipeline(redis.asyncio.client.Pipeline):
         transaction = self.is_transaction or self.explicit_transaction
         raw = None if transaction else [NEVER_DECODE in options for _, options in stack]
         kind = "transaction" if transaction else "pipeline"
-        channel = Channel(mux, raw, f"a {kind} of {len(stack)} commands")
-        run = self._execute_transaction if transaction else self._execute_pipeline
+        channel = Channel(mux, raw, batch_label(kind, len(stack)))
         try:
-            return await run(channel, stack, raise_on_error)  # type: ignore[arg-type, no-any-return]
-        except BaseException:
+            return await run_pipeline_batch(
+                self, channel, stack, raise_on_error, transaction=transaction
+            )
+        except BaseException as exc:
             channel.abandon()  # replies not read yet are read and dropped
+            if isinstance(exc, Exception) and not isinstance(exc, RedisError):
+                raise ReplyNotUnderstood(mux.name, channel.label, exc) from exc
             raise
         finally:
             await self.reset()  # type: ignore[no-untyped-call]
@@ -236,7 +252,7 @@ class Channel:
     def __init__(self, multiplexer: Multiplexer, raw: list[bool] | None, label: str) -> None:
         self._mux = multiplexer
         self._raw = raw
-        self._label = label
+        self.label = label
         self._packed = 0
         self._slots: deque[Any] = deque()  # the replies owed to this channel, in order
         self._batches: list[Batch] = []
@@ -259,7 +275,7 @@ class Channel:
             )
         raw = self._raw if self._raw is not None and len(self._raw) == count else None
         self._raw = None
-        batch = self._mux.send_batch(command, count, raw, self._label)
+        batch = self._mux.send_batch(command, count, raw, self.label)
         self._batches.append(batch)
         self._slots.extend(batch.slots)
 
@@ -276,6 +292,13 @@ class Channel:
 
     async def disconnect(self, *args: Any, **kwargs: Any) -> None:
         self.abandon()
+
+    def __getattr__(self, name: str) -> Any:
+        # What redis-py reads from a connection beyond the methods above (``_resp2_fallback``
+        # in 8.2, and whatever a later release reads) comes from the real shared connection.
+        if name.startswith("__") or name == "_mux":  # no protocols, no recursion before __init__
+            raise AttributeError(name)
+        return getattr(self._mux.packer(), name)
 
     def abandon(self) -> None:
         """Drop the replies still owed to this batch (unsent: it is not sent at all)."""

@@ -184,14 +184,39 @@ def accepted_options(kind: str, *, both: bool = True) -> frozenset[str]:
         if kind == "sentinel":
             names.add("ssl")
     else:  # cluster, cluster-tls: what the sync cluster hands its nodes, and the async one takes
-        handed = set(redis.cluster.REDIS_ALLOWED_KEYS) - set(redis.cluster.KWARGS_DISABLED_KEYS)
         names = combine(
-            handed | _parameters(redis.cluster.RedisCluster.__init__),
+            _sync_cluster_hands_on() | _parameters(redis.cluster.RedisCluster.__init__),
             _parameters(redis.asyncio.cluster.RedisCluster.__init__),
         )
         if kind == "cluster":
             names -= {"ssl"} | {n for n in names if n.startswith("ssl_")}
     return frozenset(names - {"single_connection_client"})
+
+
+def _sync_cluster_hands_on() -> set[str]:
+    """The connection options the installed sync ``RedisCluster`` passes to its nodes' clients.
+
+    It keeps what its ``cleanup_kwargs`` lets through and silently drops the rest, and which
+    those are changes between releases (7.x drops ``ssl_min_version``, 8.x hands it on). So
+    every name a node's client or connection could take is put through that very function.
+    """
+    import redis
+    import redis.asyncio.cluster
+    import redis.cluster
+    import redis.connection
+
+    candidates = _parameters(
+        redis.Redis.__init__,
+        redis.ConnectionPool.__init__,
+        redis.BlockingConnectionPool.__init__,
+        redis.connection.AbstractConnection.__init__,
+        redis.connection.Connection.__init__,
+        redis.connection.SSLConnection.__init__,
+        redis.connection.UnixDomainSocketConnection.__init__,
+        redis.asyncio.cluster.RedisCluster.__init__,
+    )
+    kept = redis.cluster.cleanup_kwargs(**dict.fromkeys(candidates))  # type: ignore[no-untyped-call, unused-ignore]
+    return set(kept)
 
 
 # -- values -------------------------------------------------------------------------------

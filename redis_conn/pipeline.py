@@ -26,7 +26,6 @@ from concurrent.futures import wait as wait_all
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
-from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.cluster import RedisCluster
 from redis.commands import CoreCommands
 from redis.exceptions import (
@@ -43,8 +42,10 @@ from redis_conn.exceptions import (
     ConnectionLostAfterWrite,
     OutcomeUnknown,
     PipelineError,
+    ReplyNotUnderstood,
     ResultNotReady,
 )
+from redis_conn.internals import EMPTY_RESPONSE, NEVER_DECODE
 from redis_conn.pools import fork_generation
 from redis_conn.registry import ConnectionRegistry, current_registry
 
@@ -554,7 +555,9 @@ def interrupted(name: str, exc: BaseException) -> ConnectionLostAfterWrite:
     """What the unanswered commands of a batch stopped by an error, KeyboardInterrupt or a
     cancellation settle with: they were written, so they may or may not have run."""
     cause = type(exc)
-    if isinstance(exc, OutcomeUnknown):  # say TimeoutError, not our subclass's name
+    if isinstance(exc, ReplyNotUnderstood) and exc.__cause__ is not None:
+        cause = type(exc.__cause__)  # what went wrong while reading
+    elif isinstance(exc, OutcomeUnknown):  # say TimeoutError, not our subclass's name
         cause = next(c for c in cause.__mro__ if c.__module__ == "redis.exceptions")
     error = ConnectionLostAfterWrite(
         name,

@@ -16,8 +16,8 @@ hooks) with our own lending:
   check. Waiters re-check every :data:`RECHECK_SECONDS`, so no interruption can make one hang
   past POOL_TIMEOUT; one that has waited :data:`COLLECT_AFTER_SECONDS` also runs the cycle
   collector, since an interrupted borrower's frame is often in a reference cycle with the
-  exception that interrupted it. The only lock is a C-level ``RLock`` entered with
-  ``with``, which CPython never leaves held when an exception interrupts the block.
+  exception that interrupted it. The only lock is a C-level ``RLock``, taken by
+  :func:`locked` so that no interrupt can leave it held (not ``with``: see there why).
 - **Never poisoned.** A connection that still owes replies (see :mod:`redis_conn.guarded`) is
   closed when it comes back, instead of being handed to the next caller.
 """
@@ -30,20 +30,22 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from threading import get_ident
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.connection
 import redis.sentinel
-from redis.event import AfterConnectionReleasedEvent
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.exceptions import PoolExhausted
-from redis_conn.guarded import is_connected, owes_replies
+from redis_conn.guarded import unfit_to_lend
+from redis_conn.internals import PoolInternals, ensure_connection, is_connected
 
 if TYPE_CHECKING:
     from redis_conn.metrics import PoolObserver
+
+T = TypeVar("T")
 
 #: How often a waiting thread looks for places freed by borrowers that vanished.
 RECHECK_SECONDS = 0.1
@@ -59,6 +61,29 @@ def _count_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_count_fork)
+
+
+def locked(lock: Any, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` holding ``lock`` (an ``RLock``), which no interrupt can leave held.
+
+    Not ``with lock:``. Since Python 3.14 ``with`` calls ``__enter__`` through a CALL after
+    which the interpreter runs pending signal handlers *before* the block's cleanup is in
+    place: an exception raised there by a signal handler (a job timeout, KeyboardInterrupt)
+    leaves the lock held for good, and every other thread waits for it forever (seen in
+    ``test_a_thousand_random_interrupts_give_no_wrong_reply_and_leak_nothing`` on 3.14). Here
+    the acquire is inside the ``try``, and the release is the first call of the ``finally``;
+    an ``RLock`` refuses to release what this thread does not hold (when the acquire itself
+    was interrupted), and the periodic check after ``release()`` runs once it is released.
+    """
+    try:
+        lock.acquire()
+        return work(*args)
+    finally:
+        # Not contextlib.suppress: its ``with`` would be an interrupt point before the release.
+        try:  # noqa: SIM105
+            lock.release()
+        except RuntimeError:  # the acquire was interrupted: nothing is held
+            pass
 
 
 def collect_garbage(pool: Any, now: float) -> None:
@@ -88,7 +113,7 @@ class PoolUsage:
 class _Waiter:
     """A thread waiting for a connection: woken with one, or with leave to create one."""
 
-    __slots__ = ("__weakref__", "connection", "gone", "may_create", "wake")
+    __slots__ = ("__weakref__", "connection", "gone", "may_create", "thread", "wake")
 
     def __init__(self) -> None:
         self.wake = threading.Lock()
@@ -96,9 +121,10 @@ class _Waiter:
         self.connection: Any = None
         self.may_create = False
         self.gone = False
+        self.thread = get_ident()  # who will hold what it is handed
 
 
-class NamedPool:
+class NamedPool(PoolInternals):
     """What the sync and asyncio pools share: their settings, their name, a safe repr."""
 
     max_connections: int
@@ -158,7 +184,6 @@ def _shown_value(key: str, value: Any) -> str:
 class GuardedPool(NamedPool):
     """The lending logic; mixed in front of redis-py's ConnectionPool or its Sentinel pool."""
 
-    _available_connections: list[Any]
     _lock: Any
 
     # -- state -------------------------------------------------------------------------------
@@ -174,20 +199,14 @@ class GuardedPool(NamedPool):
         self._generation = fork_generation[0]
         super().reset()  # type: ignore[misc]  # sets _available_connections and pid, last
 
-    @property
-    def _in_use_connections(self) -> set[Any]:
-        """The connections lent out now (redis-py's maintenance code iterates this)."""
+    def lent_connections(self) -> set[Any]:
+        """The connections lent out now (redis-py's maintenance code iterates them)."""
         refs = list(self._leases.values())
         return {c for c in (r() for r in refs) if c is not None and not isinstance(c, _Waiter)}
 
-    @_in_use_connections.setter
-    def _in_use_connections(self, value: Any) -> None:
-        # redis-py's reset() assigns an empty set; our leases live in _leases.
-        pass
-
     def make_connection(self) -> Any:
         # redis-py's own cap counts every connection ever made; ours counts what is held now.
-        self._created_connections = 0
+        self.forget_creation_count()
         connection = super().make_connection()  # type: ignore[misc]
         connection.connection_name = self.connection_name
         connection._redis_conn_ref = weakref.ref(connection)
@@ -197,16 +216,10 @@ class GuardedPool(NamedPool):
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if self._generation != fork_generation[0]:
-            self._checkpid()  # type: ignore[attr-defined]
+            self.check_fork()
         observer = self.observer
         started = time.monotonic() if observer is not None else 0.0
-        with self._lock:
-            idle = self._available_connections
-            if idle and not self._waiters:
-                connection = idle.pop()
-                self._leases[id(connection)] = connection._redis_conn_ref
-            else:
-                connection = self._take_locked()
+        connection = locked(self._lock, self._lend_locked)
         handed = isinstance(connection, _Waiter)
         if handed:
             connection = self._wait(connection)
@@ -214,8 +227,14 @@ class GuardedPool(NamedPool):
             observer.waited(time.monotonic() - started)
         return self._ready(connection, just_used=handed)
 
-    def _take_locked(self) -> Any:
+    def _lend_locked(self) -> Any:
         """A connection, or a queued :class:`_Waiter` when the caller must wait."""
+        idle = self.idle
+        if idle and not self._waiters:
+            connection = idle.pop()
+            self._leases[id(connection)] = connection._redis_conn_ref
+            connection._redis_conn_holder = get_ident()
+            return connection
         if not self._waiters and self._free_places_locked() > 0:
             return self._create_locked()
         if not self.blocking:
@@ -225,18 +244,19 @@ class GuardedPool(NamedPool):
         return waiter
 
     def _free_places_locked(self) -> int:
-        free = self.max_connections - len(self._available_connections) - len(self._leases)
+        free = self.max_connections - len(self.idle) - len(self._leases)
         if free <= 0:
             # Borrowers that vanished (interrupted before giving back) left dead references.
             for key, ref in list(self._leases.items()):
                 if ref() is None:
                     self._leases.pop(key, None)
-            free = self.max_connections - len(self._available_connections) - len(self._leases)
+            free = self.max_connections - len(self.idle) - len(self._leases)
         return free
 
     def _create_locked(self) -> Any:
         connection = self.make_connection()
         self._leases[id(connection)] = connection._redis_conn_ref
+        connection._redis_conn_holder = get_ident()
         return connection
 
     def _wait(self, waiter: _Waiter) -> Any:
@@ -252,23 +272,28 @@ class GuardedPool(NamedPool):
                     now >= deadline or now - started >= COLLECT_AFTER_SECONDS
                 ):
                     collect_garbage(self, now)
-                with self._lock:
-                    connection = self._collect_locked(waiter)
-                    if connection is not None:
-                        return connection
-                    self._grant_free_places_locked()
-                    connection = self._collect_locked(waiter)
-                    if connection is not None:
-                        return connection
-                    if time.monotonic() >= deadline:
-                        self._exhausted(waited=self.pool_timeout)
-                    if waiter not in self._waiters:
-                        # Popped by a giver that was interrupted before handing over: we
-                        # were first in line, so we go back to the front.
-                        self._waiters.appendleft(waiter)
+                connection = locked(self._lock, self._recheck_locked, waiter, deadline)
+                if connection is not None:
+                    return connection
         except BaseException:
             self._abandon(waiter)
             raise
+
+    def _recheck_locked(self, waiter: _Waiter, deadline: float) -> Any:
+        connection = self._collect_locked(waiter)
+        if connection is not None:
+            return connection
+        self._grant_free_places_locked()
+        connection = self._collect_locked(waiter)
+        if connection is not None:
+            return connection
+        if time.monotonic() >= deadline:
+            self._exhausted(waited=self.pool_timeout)
+        if waiter not in self._waiters:
+            # Popped by a giver that was interrupted before handing over: we were first in
+            # line, so we go back to the front.
+            self._waiters.appendleft(waiter)
+        return None
 
     def _collect_locked(self, waiter: _Waiter) -> Any:
         connection = waiter.connection
@@ -295,17 +320,20 @@ class GuardedPool(NamedPool):
 
     def _abandon(self, waiter: _Waiter) -> None:
         """A waiter leaves (timed out, interrupted): give back whatever it was handed."""
-        with self._lock:
-            waiter.gone = True
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-            connection, waiter.connection = waiter.connection, None
-            if waiter.may_create:
-                waiter.may_create = False
-                self._leases.pop(id(waiter), None)
-                self._grant_free_places_locked()
+        connection = locked(self._lock, self._abandon_locked, waiter)
         if connection is not None:
             self.release(connection)
+
+    def _abandon_locked(self, waiter: _Waiter) -> Any:
+        waiter.gone = True
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+        connection, waiter.connection = waiter.connection, None
+        if waiter.may_create:
+            waiter.may_create = False
+            self._leases.pop(id(waiter), None)
+            self._grant_free_places_locked()
+        return connection
 
     def _exhausted(self, *, waited: float | None) -> None:
         if self.observer is not None:
@@ -314,76 +342,101 @@ class GuardedPool(NamedPool):
 
     def _ready(self, connection: Any, *, just_used: bool = False) -> Any:
         """Connect, and drop a socket the server closed while it sat idle (a restart): a write
-        sent on it would be lost after leaving, and could not be sent again. A connection
-        handed over by the thread that was using it a moment ago is not polled again."""
+        sent on it would be lost after leaving, and could not be sent again. That is redis-py's
+        own check (:func:`~redis_conn.internals.ensure_connection`); a connection handed over
+        by the thread that was using it a moment ago is not polled again."""
         try:
-            if not is_connected(connection):
-                connection.connect()
-                return connection
-            if just_used:
-                return connection
-            try:
-                if (
-                    connection.can_read()
-                    and self.cache is None  # type: ignore[attr-defined]
-                    and not self.maint_notifications_enabled()  # type: ignore[attr-defined]
-                ):
-                    raise RedisConnectionError("Connection has data")
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                connection.disconnect()
-                connection.connect()
+            if not (just_used and is_connected(connection)):
+                ensure_connection(self, connection)
             return connection
         except BaseException:
             self.release(connection)
             raise
 
     def release(self, connection: Any) -> None:
-        if owes_replies(connection) or connection.should_reconnect():
-            connection.disconnect()  # its unread replies go with the socket
-        with self._lock:
-            if self._leases.pop(id(connection), None) is None:
-                return  # not lent by this pool (or given back twice, or lent before a fork)
-            if self._closed or not self.owns_connection(connection):  # type: ignore[attr-defined]
-                connection.disconnect()
-                self._grant_free_places_locked()
-                return
-            while self._waiters:
-                waiter = self._waiters.popleft()
-                if waiter.gone:
-                    continue
-                self._leases[id(connection)] = connection._redis_conn_ref
-                waiter.connection = connection
-                waiter.wake.release()
-                break
-            else:
-                self._available_connections.append(connection)
+        """Take a connection back from the thread that holds it.
+
+        A release of a connection already given back does nothing, and one by a thread that
+        does not hold the lease never puts the connection back into circulation: a finalizer
+        (run by the garbage collector in any thread) releasing what its object was interrupted
+        giving back must not hand its next holder's connection to a third thread. Such a
+        release frees the place only of a connection it finds closed (redis-py's
+        ``PubSub.run_in_thread()`` closes and releases its connection from its own thread):
+        at worst a place is counted free while its old holder still uses the connection, which
+        is dropped when given back; never a reply read by someone else.
+        """
+        if not locked(self._lock, self._end_lease_locked, connection):
+            return
+        # Neither lent nor idle from here: an interrupt now drops the connection (closed when
+        # collected) and its place is free at once.
+        if unfit_to_lend(connection) or connection.should_reconnect():
+            connection.disconnect()  # its unread replies, its changed session, go with the socket
+        if not locked(self._lock, self._give_back_locked, connection):
+            connection.disconnect()  # a retired pool's, or a failed-over primary's
+            return
         if self._announces_release:
             # As redis-py's pool: streaming credentials re-authenticate released connections.
-            event = AfterConnectionReleasedEvent(connection)  # type: ignore[no-untyped-call]
-            self._event_dispatcher.dispatch(event)  # type: ignore[attr-defined]
+            self.announce_release(connection)
+
+    def _end_lease_locked(self, connection: Any) -> bool:
+        """Whether the caller, the connection's holder, may give it back now."""
+        key = id(connection)
+        lease = self._leases.get(key)
+        if lease is None or id(lease()) != key:
+            return False  # not lent by this pool, or given back twice
+        if getattr(connection, "_redis_conn_holder", None) != get_ident():
+            if not is_connected(connection):
+                del self._leases[key]  # closed by its user: its place is free, it is not
+                self._grant_free_places_locked()
+            return False
+        del self._leases[key]
+        connection._redis_conn_holder = None
+        return True
+
+    def _give_back_locked(self, connection: Any) -> bool:
+        """Hand the connection to the first waiter, or keep it idle; False: close it."""
+        if self._closed or not self.owns_connection(connection):  # type: ignore[attr-defined]
+            self._grant_free_places_locked()
+            return False
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.gone:
+                continue
+            self._leases[id(connection)] = connection._redis_conn_ref
+            connection._redis_conn_holder = waiter.thread
+            waiter.connection = connection
+            waiter.wake.release()
+            return True
+        self.idle.append(connection)
+        return True
 
     def retire(self) -> None:
         """Close idle connections now and lent ones as they come back; a command in flight in
         another thread completes. The pool still lends afterwards, closing each connection
         on its return, so a client kept past ``configure()`` keeps working without leaking.
         (redis-py's ``close()``/``disconnect()`` close lent connections under their users.)"""
-        with self._lock:
-            self._closed = True
-            idle, self._available_connections = self._available_connections, []
+        idle: list[Any] = locked(self._lock, self._retire_locked)
         for connection in idle:
             connection.disconnect()
 
+    def _retire_locked(self) -> list[Any]:
+        self._closed = True
+        idle, self.idle = self.idle, []
+        return idle
+
     def usage(self) -> PoolUsage:
-        with self._lock:
-            lent = [r() for r in self._leases.values()]
-            in_use = sum(1 for c in lent if c is not None and not isinstance(c, _Waiter))
-            return PoolUsage(
-                pool_class="BlockingConnectionPool" if self.blocking else "ConnectionPool",
-                max_connections=self.max_connections,
-                created=len(self._available_connections) + in_use,
-                in_use=in_use,
-                waiting=sum(1 for w in self._waiters if not w.gone),
-            )
+        return locked(self._lock, self._usage_locked)
+
+    def _usage_locked(self) -> PoolUsage:
+        lent = [r() for r in self._leases.values()]
+        in_use = sum(1 for c in lent if c is not None and not isinstance(c, _Waiter))
+        return PoolUsage(
+            pool_class="BlockingConnectionPool" if self.blocking else "ConnectionPool",
+            max_connections=self.max_connections,
+            created=len(self.idle) + in_use,
+            in_use=in_use,
+            waiting=sum(1 for w in self._waiters if not w.gone),
+        )
 
 
 class GuardedConnectionPool(GuardedPool, redis.connection.ConnectionPool):

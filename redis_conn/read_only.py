@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from redis.commands.cluster import READ_COMMANDS
+from redis_conn.internals import READ_COMMANDS
 
 _INTROSPECTION = frozenset(
     {
@@ -117,6 +117,11 @@ def may_resend(args: tuple[Any, ...]) -> bool:
 def all_resendable(commands: Iterable[tuple[Any, ...]]) -> bool:
     """Whether every command of a batch is safe to send again."""
     return all(may_resend(args) for args in commands)
+
+
+def batch_label(kind: str, count: int) -> str:
+    """``a pipeline of 3 commands``: a batch, for an error message."""
+    return f"a {kind} of {count} command{'s' if count != 1 else ''}"
 
 
 def command_name(args: tuple[Any, ...]) -> str:

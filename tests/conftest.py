@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import gc
+import os
+import warnings
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,3 +131,53 @@ def flush_servers() -> None:
 
 
 # ============================ end of harness block ============================
+
+
+# -- failure reports that print on every interpreter ---------------------------------------
+
+
+def _collection_paused() -> Generator[None, Any, Any]:
+    """Run a reporting hook with the cycle collector paused.
+
+    CPython 3.11.0-3.11.7 and 3.12.0-3.12.1 keep one AST recursion counter per interpreter
+    (python/cpython#106905, fixed by #113035 in 3.11.8 and 3.12.2). When a collection runs
+    in the middle of ``ast.parse`` and a finalizer it calls parses source too (3.11's
+    ``traceback`` parses each line it underlines, e.g. for an asyncio "Task exception was
+    never retrieved" or an unraisable ResourceWarning), the outer parse raises
+    ``SystemError: AST constructor recursion depth mismatch``. Pytest parses the test's
+    file to show a failure, so the run ended in INTERNALERROR with no failure summary.
+    With no collection while the report is built, no finalizer can run inside that parse.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return (yield)
+    finally:
+        if paused:
+            gc.enable()
+
+
+pytest_runtest_makereport = pytest.hookimpl(wrapper=True, tryfirst=True)(_collection_paused)
+pytest_make_collect_report = pytest.hookimpl(wrapper=True, tryfirst=True)(_collection_paused)
+pytest_terminal_summary = pytest.hookimpl(wrapper=True, tryfirst=True)(_collection_paused)
+
+
+# -- pinning a leak on the test that makes it --------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def collect_after_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With REDIS_CONN_GC_EACH_TEST=1, collect cycles after every test and fail the test
+    whose garbage raises a ResourceWarning (an unclosed socket or asyncio transport).
+
+    Without it, such garbage is collected during some later test, which then fails for a
+    leak it did not make (the suite runs with filterwarnings = error).
+    """
+    yield
+    if not os.environ.get("REDIS_CONN_GC_EACH_TEST"):
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == [], f"{request.node.nodeid} left garbage that leaks: {leaks}"

@@ -32,6 +32,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -628,6 +629,39 @@ def wait_until(
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise HarnessError(f"timed out after {timeout:.0f}s: {describe()}{detail}")
         time.sleep(interval)
+
+
+class Finished:
+    """What :func:`finish_within` saw: the call's value or error, and how long it took."""
+
+    def __init__(self, value: Any, error: BaseException | None, seconds: float) -> None:
+        self.value, self.error, self.seconds = value, error, seconds
+
+
+def finish_within(call: Callable[[], Any], timeout: float, describe: Callable[[], str]) -> Finished:
+    """Run ``call`` on a daemon thread and wait for it at most ``timeout`` seconds.
+
+    For a wait whose length the test does not bound (a pool waiting out POOL_TIMEOUT): the
+    limit only tells "it ends" from "it hangs", so it is far above any honest duration, and
+    a hang fails the test with HarnessError instead of stopping the run.
+    """
+    outcome: list[Finished] = []
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            value = call()
+        except BaseException as exc:  # handed to the caller, which asserts on it
+            outcome.append(Finished(None, exc, time.monotonic() - started))
+        else:
+            outcome.append(Finished(value, None, time.monotonic() - started))
+
+    thread = threading.Thread(target=run, name="finish_within", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise HarnessError(f"still running after {timeout:g}s: {describe()}")
+    return outcome[0]
 
 
 @atexit.register

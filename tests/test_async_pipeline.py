@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -16,6 +17,11 @@ from redis_conn import ConnectionNotFound, PipelineError, ResultNotReady
 from redis_conn.async_pipeline import AsyncPipeline, async_pipeline
 from redis_conn.pipeline import Future, Pipeline, pipeline
 from redis_conn.registry import connections
+
+try:
+    from servers import RedisServer
+except ModuleNotFoundError:  # tests/ imported as a package
+    from tests.servers import RedisServer
 
 T = TypeVar("T")
 Configure = Callable[[dict[str, Any]], None]
@@ -113,7 +119,24 @@ def test_unconfigured_name_and_bad_pipe_fail_at_once(two_backends: None) -> None
         async_pipeline(object())  # type: ignore[arg-type]
 
 
-def test_backends_run_concurrently_one_backend_needs_no_task(two_backends: None) -> None:
+def blocked_in_command(server: RedisServer, client_name: str) -> bool:
+    """Whether a connection named ``client_name`` waits in a blocking command on ``server``."""
+    with server.client() as raw:
+        return any(c["name"] == client_name and "b" in c["flags"] for c in raw.client_list())
+
+
+def test_backends_run_concurrently_one_backend_needs_no_task(
+    configure: Configure, redis_server: RedisServer, redis_server_b: RedisServer
+) -> None:
+    name = f"async-concurrency-{os.getpid()}"
+    servers = {"default": redis_server, "users": redis_server_b}
+    configure(
+        {
+            backend: {"URL": server.url, "SOCKET_TIMEOUT": 120, "OPTIONS": {"client_name": name}}
+            for backend, server in servers.items()
+        }
+    )
+
     async def test() -> None:
         def task_name(response: Any, **options: Any) -> str:
             task = asyncio.current_task()
@@ -125,13 +148,24 @@ def test_backends_run_concurrently_one_backend_needs_no_task(two_backends: None)
             await p.execute()
         assert alone.result == task_name(None)
 
+        # Two BLPOPs with no timeout: neither returns before the test pushes to its list, so
+        # both waiting on their servers at the same moment proves the batches run
+        # concurrently, however slow the machine.
         async with async_pipeline() as p:
-            waits = [p.blpop(["empty"], timeout=0.5), p["users"].blpop(["empty"], timeout=0.5)]
-            started = time.monotonic()
-            await p.execute()
-            elapsed = time.monotonic() - started
-        assert [f.result for f in waits] == [None, None]
-        assert elapsed < 0.9
+            waits = [p.blpop(["q"], timeout=0), p["users"].blpop(["q"], timeout=0)]
+            execution = asyncio.create_task(p.execute())
+            try:
+                deadline = time.monotonic() + 30
+                while not all(blocked_in_command(s, name) for s in servers.values()):
+                    assert not execution.done(), execution
+                    assert time.monotonic() < deadline, "the two BLPOPs never waited at once"
+                    await asyncio.sleep(0.005)  # (the check above blocks the loop briefly)
+            finally:
+                for backend, server in servers.items():  # also when failing: unblock them
+                    with server.client() as raw:
+                        raw.rpush("q", f"for-{backend}")
+                await execution
+        assert [list(f.result) for f in waits] == [[b"q", b"for-default"], [b"q", b"for-users"]]
 
     run(test)
 

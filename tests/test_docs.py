@@ -22,6 +22,11 @@ is preceded by a marker saying how it is checked (docs/README.md explains them):
 
 Code that comes from the example apps is ``{literalinclude}``-ed, and the Sphinx build
 (``-W``) fails if the file or object it names is gone.
+
+The prose is checked for what a bad merge leaves behind: a sentence (5 words or more) or a
+phrase of 10 words found twice on a page, and a paragraph whose brackets do not pair up (a
+fragment pasted into a sentence). A ``json`` block that shows a health report must have the
+keys ``manage.py redis_pools --json`` prints.
 """
 
 from __future__ import annotations
@@ -182,6 +187,7 @@ def run_block(block: Block, code: str, namespace: dict[str, Any]) -> None:
         runner = doctest.DocTestRunner(optionflags=DOCTEST_FLAGS)
         report: list[str] = []
         runner.run(test, out=report.append, clear_globs=False)
+        namespace.update(test.globs)  # DocTest ran on a copy: later blocks see its names
         if runner.failures:
             pytest.fail(f"{block.where}: the example's output differs:\n" + "".join(report))
         return
@@ -273,3 +279,181 @@ def test_api_reference_covers_every_public_name() -> None:
     text = (DOCS / "api.md").read_text(encoding="utf-8")
     missing = [name for name in redis_conn.__all__ if not re.search(rf"\b{name}\b", text)]
     assert not missing, f"api.md does not document redis_conn.{missing}"
+
+
+# -- the prose reads as written: no merge left a sentence or a fragment twice ------------------
+
+#: Repeated on purpose: the settings reference gives each key the same fields ("- Accepted:").
+FIELD_ITEM = re.compile(r"^[-*+]\s+[A-Z][\w ]*:\s")
+#: A phrase this long found twice on a page was pasted twice (a merge, an edit gone wrong).
+REPEATED_WORDS = 10
+#: A whole sentence this long found twice on a page, likewise.
+REPEATED_SENTENCE_WORDS = 5
+
+
+def prose(page: Path) -> list[tuple[int, str]]:
+    """The page's paragraphs and list items as plain text, each with its first line.
+
+    Code blocks, HTML comments, headings and tables are left out; inline code keeps its text
+    and a link its label.
+    """
+    lines = page.read_text(encoding="utf-8").splitlines()
+    found: list[tuple[int, str]] = []
+    current: list[str] = []
+    first = 0
+    fence: str | None = None
+    in_comment = False
+
+    def end_paragraph() -> None:
+        if current:
+            found.append((first, " ".join(current)))
+            current.clear()
+
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if fence is not None:
+            if re.match(rf"^ {{0,3}}{fence[0]}{{{len(fence)},}}\s*$", line):
+                fence = None
+            continue
+        opening = FENCE.match(line)
+        if opening is not None:
+            end_paragraph()
+            fence = opening["fence"]
+            continue
+        if in_comment or text.startswith("<!--"):
+            end_paragraph()
+            in_comment = "-->" not in text
+            continue
+        if not text or text.startswith(("#", "|")) or re.match(r"^(?:[-*+]|\d+\.|:)\s", text):
+            end_paragraph()  # a list item or a definition starts a paragraph of its own
+            if not text or text.startswith(("#", "|")):
+                continue
+        if not current:
+            first = number
+        current.append(text)
+    end_paragraph()
+    return found
+
+
+def plain_text(markdown: str, *, code: bool = True) -> str:
+    """Inline markup removed: roles and inline code keep their text (or lose it), links
+    their label."""
+    markdown = re.sub(r"\{[\w:-]+\}`([^`]*)`", lambda m: m[1] if code else "", markdown)
+    markdown = re.sub(r"`([^`]*)`", lambda m: m[1] if code else "", markdown)
+    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown)
+
+
+def repeated_prose(page: Path) -> list[str]:
+    """Sentences and long phrases found twice on ``page``, and paragraphs whose brackets do
+    not pair up (what a fragment pasted into a sentence leaves behind)."""
+    problems = []
+    phrases: dict[str, int] = {}
+    sentences: dict[str, int] = {}
+    for line, paragraph in prose(page):
+        text = plain_text(paragraph)
+        if FIELD_ITEM.match(text):
+            continue
+        words = re.findall(r"[\w'./:-]+", text.lower())
+        reported = False
+        for i in range(len(words) - REPEATED_WORDS + 1):
+            phrase = " ".join(words[i : i + REPEATED_WORDS])
+            if phrase in phrases and not reported:
+                problems.append(
+                    f"docs/{page.name}:{line}: repeats '{phrase}' (line {phrases[phrase]})"
+                )
+                reported = True  # one report per paragraph is enough to find it
+            phrases.setdefault(phrase, line)
+        for sentence in re.split(r"(?<=[.!?])\s+", text):
+            key = " ".join(sentence.lower().split())
+            if len(key.split()) < REPEATED_SENTENCE_WORDS:
+                continue
+            if key in sentences:
+                problems.append(
+                    f"docs/{page.name}:{line}: says again '{sentence}' (line {sentences[key]})"
+                )
+            sentences.setdefault(key, line)
+        bare = re.sub(r"^(?:[-*+]|\d+\.|:)\s", "", plain_text(paragraph, code=False))
+        for opening, closing in ("()", "[]"):
+            if bare.count(opening) != bare.count(closing):
+                problems.append(
+                    f"docs/{page.name}:{line}: unpaired {opening}{closing} in '{paragraph}'"
+                )
+    return problems
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_no_sentence_or_phrase_is_there_twice(page: Path) -> None:
+    problems = repeated_prose(page)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_prose_check_finds_what_a_bad_merge_leaves(tmp_path: Path) -> None:
+    page = tmp_path / "merged.md"
+    page.write_text(
+        "Both are described on the [diagnostics](diagnostics.md) page. The view answers `GET`.\n"
+        "Both are described on the [diagnostics](diagnostics.md) page. Connections are named.\n"
+        "\n"
+        "A staff user (`is_staff`, with its middleware) gets the whole report of\n"
+        "`redis_pools --json` instead, passwords still masked. That is caught by `check`.\n"
+        "middleware) gets the whole report of `redis_pools --json` instead, passwords still\n"
+        "masked, except `maxclients`.\n"
+        "\n"
+        "```python\n"
+        "print('code is not prose'); print('code is not prose'); print('code is not prose')\n"
+        "```\n"
+        "\n"
+        "- Accepted: a number of seconds or None.\n"
+        "- Accepted: a number of seconds or None.\n",
+        encoding="utf-8",
+    )
+    assert repeated_prose(page) == [
+        "docs/merged.md:1: says again 'Both are described on the diagnostics page.' (line 1)",
+        "docs/merged.md:4: repeats 'middleware gets the whole report of redis_pools --json "
+        "instead passwords' (line 4)",
+        "docs/merged.md:4: unpaired () in 'A staff user (`is_staff`, with its middleware) gets "
+        "the whole report of `redis_pools --json` instead, passwords still masked. That is "
+        "caught by `check`. middleware) gets the whole report of `redis_pools --json` instead, "
+        "passwords still masked, except `maxclients`.'",
+    ]
+
+
+# -- the documented --json report is the one the command prints ---------------------------------
+
+
+def json_reports(page: Path) -> list[tuple[Block, dict[str, Any]]]:
+    """The ``json`` blocks of ``page`` that show a health report."""
+    import json
+
+    reports = []
+    for block in code_blocks(page):
+        if block.language != "json":
+            continue
+        try:
+            shown = json.loads(block.code)
+        except ValueError:
+            continue  # a fragment, not a whole report
+        if isinstance(shown, dict) and "connections" in shown:
+            reports.append((block, shown))
+    return reports
+
+
+def test_the_json_sample_has_every_key_the_command_prints(
+    settings: Any, redis_server: Any, isolated_connections: None
+) -> None:
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    settings.REDIS_CONNECTIONS = {"users": {"URL": redis_server.url, "MAX_CONNECTIONS": 20}}
+    out = io.StringIO()
+    call_command("redis_pools", "--json", stdout=out)
+    (printed,) = json.loads(out.getvalue())["connections"]
+    samples = [(b, s) for page in PAGES for b, s in json_reports(page)]
+    assert samples, "no --json sample found in docs/"
+    for block, shown in samples:
+        assert set(shown) == {"status", "connections"}, block.where
+        for entry in shown["connections"]:
+            assert list(entry) == list(printed), f"{block.where}: keys of a connection"
+            assert set(entry["pool"]) == set(printed["pool"]), f"{block.where}: pool keys"
+            assert set(entry["server"]) == set(printed["server"]), f"{block.where}: server keys"

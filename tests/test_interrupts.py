@@ -30,10 +30,10 @@ from redis_conn.registry import connections
 
 try:
     from fault_proxy import FaultProxy
-    from servers import RedisServer
+    from servers import RedisServer, finish_within, wait_until
 except ModuleNotFoundError:  # tests/ imported as a package
     from tests.fault_proxy import FaultProxy
-    from tests.servers import RedisServer
+    from tests.servers import RedisServer, finish_within, wait_until
 
 
 class Interrupted(BaseException):
@@ -73,14 +73,18 @@ def watchdog() -> Iterator[None]:
 
 
 def lends_exactly(client: Any, count: int) -> None:
-    """The pool lends ``count`` connections, then refuses at once (it never hangs)."""
+    """The pool lends ``count`` connections, then refuses once POOL_TIMEOUT is out (it never
+    hangs: a wait that does not end within 4 x POOL_TIMEOUT + 10 s fails the test)."""
     pool = client.connection_pool
     held = [pool.get_connection() for _ in range(count)]
     try:
-        started = time.monotonic()
-        with pytest.raises(PoolExhausted):
-            pool.get_connection()
-        assert time.monotonic() - started < pool.pool_timeout + 1.0
+        refusal = finish_within(
+            pool.get_connection,
+            4 * pool.pool_timeout + 10,
+            lambda: f"a borrower of a full pool (POOL_TIMEOUT={pool.pool_timeout}) still waits",
+        )
+        assert isinstance(refusal.error, PoolExhausted), refusal.error
+        assert refusal.seconds >= pool.pool_timeout  # it waited its turn out, no less
         for connection in held:  # each one works and answers for itself
             connection.send_command("ECHO", f"mine-{id(connection)}")
             assert connection.read_response() == f"mine-{id(connection)}".encode()
@@ -332,13 +336,18 @@ def test_random_cancellations_of_async_tasks_give_no_wrong_reply(
 def test_a_hung_backend_never_delays_pipelines_that_do_not_use_it(
     redis_server: RedisServer, redis_server_b: RedisServer, killable_server: RedisServer
 ) -> None:
+    # The hung server stays stopped until the healthy pipelines are done, and its socket
+    # timeout is longer than any wait below: a healthy pipeline that waited on a hung one
+    # could only finish after the server is resumed, which the test notices.
     connections.configure(
         {
             "a": {"URL": redis_server.url},
             "c": {"URL": redis_server_b.url},
-            "hung": {"URL": killable_server.url, "SOCKET_TIMEOUT": 3, "RETRY": 0},
+            "hung": {"URL": killable_server.url, "SOCKET_TIMEOUT": 120, "RETRY": 0},
         }
     )
+    hung_pool = connections.get("hung").connection_pool
+    stuck: list[threading.Thread] = []
     try:
         connections.get("hung").ping()
         killable_server.pause()
@@ -357,20 +366,29 @@ def test_a_hung_backend_never_delays_pipelines_that_do_not_use_it(
         stuck = [threading.Thread(target=over_the_hung_one) for _ in range(10)]
         for thread in stuck:
             thread.start()
-        started = time.monotonic()
-        for _ in range(20):
-            with pipeline(name="a") as p:
-                first, second = p.set("x", 1), p["c"].set("y", 2)
-                p.execute()
-            assert (first.result, second.result) == (True, True)
-        elapsed = time.monotonic() - started
+        wait_until(  # every one of them is waiting for the stopped server's reply
+            lambda: hung_pool.usage().in_use == 10,
+            30,
+            lambda: f"10 pipelines waiting on the hung server; {hung_pool.usage()}",
+        )
+
+        def healthy_pipelines() -> None:
+            for _ in range(20):
+                with pipeline(name="a") as p:
+                    first, second = p.set("x", 1), p["c"].set("y", 2)
+                    p.execute()
+                assert (first.result, second.result) == (True, True)
+
+        healthy = finish_within(
+            healthy_pipelines, 60, lambda: "20 pipelines on healthy servers, while one hangs"
+        )
+        assert healthy.error is None, healthy.error
         # Every healthy pipeline finished while the hung ones were still waiting on the server.
         assert not hung_done.is_set()
-        assert elapsed < 2.0
-        for thread in stuck:
-            thread.join(timeout=10)
     finally:
         killable_server.resume()
+        for thread in stuck:
+            thread.join(timeout=30)
         connections.configure(None)
 
 

@@ -42,6 +42,7 @@ from redis_conn.guarded import async_connection_class
 from redis_conn.health import render
 from redis_conn.multiplex import Multiplexer
 from redis_conn.multiplex_client import MultiplexedRedis, multiplexed_client, needs_dedicated
+from redis_conn.named_clients import NamedRedis
 from redis_conn.registry import connections
 from redis_conn.request_scope import PipelineProxy, RequestPipeline
 from redis_conn.retry import AsyncRetry
@@ -154,7 +155,7 @@ def test_multiplex_on_fake_is_refused_like_every_pool_setting() -> None:
 def test_sync_clients_stay_pooled(registry: ConnectionRegistry, redis_server: Any) -> None:
     registry.configure({"default": settings(redis_server.url)})
     client = registry.get()
-    assert type(client) is redis.Redis
+    assert type(client) is NamedRedis
     assert client.set("sync", 1) is True
 
 
@@ -313,23 +314,40 @@ def test_a_loop_that_ends_without_aclose_leaves_nothing_open(
 def test_an_idle_connection_pings_after_health_check_interval(
     registry: ConnectionRegistry, redis_server: Any
 ) -> None:
-    registry.configure({"default": settings(redis_server.url, HEALTH_CHECK_INTERVAL=0.3)})
-
     def pings() -> int:
         with redis_server.client() as raw:
             return int(raw.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
 
-    async def body() -> tuple[int, int]:
+    # "Busy" must stay busy on a loaded machine: the interval is 20 times what a PING count
+    # and a command take here and now (at least 0.3 s), and a busy gap that still came out
+    # longer than the interval is measured again rather than judged.
+    with redis_server.client() as raw:
+        began = time.monotonic()
+        for _ in range(5):
+            pings()
+            raw.incr("hc-calibration")
+        interval = max(0.3, 20 * (time.monotonic() - began) / 5)
+    registry.configure({"default": settings(redis_server.url, HEALTH_CHECK_INTERVAL=interval)})
+
+    async def body() -> tuple[list[int], int]:
         r = registry.get_async()
+        loop = asyncio.get_running_loop()
         await r.incr("hc")
+        busy: list[int] = []  # PINGs counted over each busy gap short enough to judge
+        for _ in range(5):
+            last_reply = loop.time()
+            before = pings()
+            gap = loop.time() - last_reply
+            await r.incr("hc")  # busy: no PING
+            if gap < interval / 2:
+                busy.append(pings() - before)
+                break
         before = pings()
-        await r.incr("hc")  # busy: no PING
-        busy = pings() - before
-        await asyncio.sleep(0.6)  # idle for longer than HEALTH_CHECK_INTERVAL
-        await r.incr("hc")
+        await asyncio.sleep(2 * interval)  # idle for longer than HEALTH_CHECK_INTERVAL
+        await r.incr("hc")  # one PING first, and only one
         return busy, pings() - before
 
-    assert run(registry, body) == (0, 1)
+    assert run(registry, body) == ([0], 1)
 
 
 def test_commands_of_one_loop_iteration_go_out_in_one_write(
@@ -425,23 +443,39 @@ def test_a_batch_cancelled_mid_read_leaves_the_connection_in_sync(
 ) -> None:
     registry.configure({"default": settings(redis_server.url)})
 
-    async def body() -> list[Any]:
+    batch = 200
+
+    async def body() -> tuple[int, list[Any]]:
         r = registry.get_async()
+        mux = multiplexer(r)
         await r.set("after", "ok")
+        await r.set("big", "x" * 100_000)
 
-        async def big_batch() -> None:
+        async def big_batch() -> None:  # 20 MB of replies: the reader waits for many reads
             async with async_pipeline() as p:
-                for i in range(20000):
-                    p.set(f"b:{i}", "x" * 100)
+                for _ in range(batch):
+                    p.get("big")
+                await p.execute()  # (a block that ends without it sends nothing)
 
-        for _ in range(5):
+        # Cancel at the moment some of the batch's replies were read and some were not
+        # (in_flight counts the replies still owed), not after a guessed sleep: a cut that
+        # lands before the write or after the last reply would prove nothing.
+        cut_mid_read = 0
+        for _ in range(50):
             task = asyncio.create_task(big_batch())
-            await asyncio.sleep(0.002)
+            while not task.done() and not 0 < mux.in_flight < batch:
+                await asyncio.sleep(0)
+            if task.done():
+                continue  # the loop never saw it mid-read this time; try again
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        return await asyncio.gather(r.get("after"), r.incr("after-n"), r.get("after"))
+            outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+            assert isinstance(outcome, asyncio.CancelledError), outcome
+            cut_mid_read += 1
+            if cut_mid_read == 5:
+                break
+        return cut_mid_read, await asyncio.gather(r.get("after"), r.incr("after-n"), r.get("after"))
 
-    assert run(registry, body) == [b"ok", 1, b"ok"]
+    assert run(registry, body) == (5, [b"ok", 1, b"ok"])
 
 
 # -- what goes on dedicated connections --------------------------------------------------------

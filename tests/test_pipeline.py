@@ -17,9 +17,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ExecAbortError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from redis_conn import ConnectionNotFound, PipelineError, ResultNotReady
+from redis_conn import ConnectionNotFound, PipelineError, ReplyNotUnderstood, ResultNotReady
 from redis_conn.pipeline import Future, Pipeline, pipeline
 from redis_conn.registry import connections
+
+try:
+    from servers import wait_until
+except ModuleNotFoundError:  # tests/ imported as a package
+    from tests.servers import wait_until
 
 # The module, not the function the package may re-export under the same name.
 pipeline_module = importlib.import_module("redis_conn.pipeline")
@@ -197,7 +202,8 @@ def test_pipe_that_is_not_a_pipeline(two_backends: None) -> None:
     with pytest.raises(TypeError) as info:
         pipeline(raw)  # type: ignore[arg-type]
     assert str(info.value) == (
-        "pipeline(pipe=...) takes a redis_conn pipeline or None, not redis.client.Pipeline."
+        "pipeline(pipe=...) takes a redis_conn pipeline or None, not "
+        "redis_conn.named_clients.NamedPipeline."
     )
     with pytest.raises(TypeError, match=r"not builtins.str"):
         pipeline("users")  # type: ignore[arg-type]
@@ -282,17 +288,71 @@ def test_one_backend_runs_in_the_calling_thread_others_on_their_backend_threads(
     assert threading.active_count() - threads_before <= 1
 
 
-def test_backends_run_concurrently(two_backends: None, execution: str) -> None:
-    with pipeline() as p:
-        waits = [p.blpop(["empty"], timeout=0.5), p["users"].blpop(["empty"], timeout=0.5)]
-        started = time.monotonic()
-        p.execute()
-        elapsed = time.monotonic() - started
-    assert [f.result for f in waits] == [None, None]  # a blocking command timed out: None
-    if execution == "concurrent":
-        assert elapsed < 0.9
-    else:
-        assert elapsed >= 1.0
+def blocked_in_command(server: Any, client_name: str) -> bool:
+    """Whether a connection named ``client_name`` waits in a blocking command on ``server``."""
+    with server.client() as raw:
+        return any(c["name"] == client_name and "b" in c["flags"] for c in raw.client_list())
+
+
+def test_backends_run_concurrently(
+    configure: Configure, redis_server: Any, redis_server_b: Any, execution: str
+) -> None:
+    # Two BLPOPs with no timeout: neither returns before the test pushes to its list. So
+    # both waiting on their servers at the same moment proves the batches ran concurrently,
+    # whatever the machine's speed; one after another, the second is sent only after the
+    # first returned.
+    name = f"concurrency-{execution}-{os.getpid()}"
+    servers = {"default": redis_server, "users": redis_server_b}
+    configure(
+        {
+            backend: {"URL": server.url, "SOCKET_TIMEOUT": 120, "OPTIONS": {"client_name": name}}
+            for backend, server in servers.items()
+        }
+    )
+    replies: list[Any] = []
+
+    def run_pipeline() -> None:
+        with pipeline() as p:
+            waits = [p.blpop(["q"], timeout=0), p["users"].blpop(["q"], timeout=0)]
+            p.execute()
+        replies.extend(f.result for f in waits)
+
+    def push(backend: str) -> None:
+        with servers[backend].client() as raw:
+            raw.rpush("q", f"for-{backend}")
+
+    def waiting(backend: str) -> bool:
+        return blocked_in_command(servers[backend], name)
+
+    thread = threading.Thread(target=run_pipeline, daemon=True)
+    thread.start()
+    try:
+        if execution == "concurrent":
+            wait_until(
+                lambda: all(waiting(backend) for backend in servers),
+                30,
+                lambda: (
+                    f"both BLPOPs waiting at once; waiting now: {list(filter(waiting, servers))}"
+                ),
+            )
+            for backend in servers:
+                push(backend)
+        else:
+            first = wait_until(
+                lambda: next(filter(waiting, servers), None), 30, lambda: "a BLPOP waiting"
+            )
+            second = next(backend for backend in servers if backend != first)
+            for _ in range(20):  # while the first waits, the second is not sent
+                assert not waiting(second)
+            push(first)
+            wait_until(lambda: waiting(second), 30, lambda: f"the BLPOP on {second!r} waiting")
+            push(second)
+        thread.join(timeout=30)
+        assert [list(reply) for reply in replies] == [[b"q", b"for-default"], [b"q", b"for-users"]]
+    finally:
+        for backend in servers:  # a failed test must not leave the thread blocked
+            push(backend)
+        thread.join(timeout=30)
 
 
 def test_executor_is_rebuilt_in_a_forked_child(two_backends: None) -> None:
@@ -741,11 +801,18 @@ def test_error_between_replies_closes_the_connection(two_backends: None) -> None
         with pytest.raises(PipelineError) as info:
             p.execute()
     assert a.result is True
-    with pytest.raises(ValueError, match="cannot parse"):
+    # CONTRACT section 13: a reply the client fails to read is an unknown outcome.
+    with pytest.raises(ReplyNotUnderstood) as unread:
         kind.result  # noqa: B018
+    assert str(unread.value) == (
+        "Redis connection 'default': TYPE was sent, then its reply could not be read "
+        "(ValueError: cannot parse this reply); it may or may not have run, and it was not "
+        "sent again."
+    )
+    assert isinstance(unread.value.__cause__, ValueError)
     with pytest.raises(RedisConnectionError, match="interrupted by ValueError"):
         c.result  # noqa: B018  # it did run: "may or may not have run" is the truth
-    assert isinstance(info.value.errors["default"], ValueError)
+    assert isinstance(info.value.errors["default"], ReplyNotUnderstood)
     with pipeline() as p:
         echo, counter = p.echo("fresh"), p.get("c")
         p.execute()

@@ -8,45 +8,52 @@
 uses ``redis_conn.get_redis(LOCATION)``, or ``get_async_redis(LOCATION)`` for the async methods,
 so the cache and raw Redis code share one pool per process. Keys and values are stored as
 Django's ``RedisCache`` and django-redis store them (``prefix:version:key``; ints raw, the rest
-pickled), so switching backends keeps the cache warm.
+pickled), so switching backends keeps the cache warm. django-redis's extras and data
+structures come from :mod:`.cache_extras` and :mod:`.cache_structures`, its ``cache.client``
+from :mod:`.cache_client`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from functools import cached_property
 from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.core.cache import caches
 from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
     MEMCACHE_MAX_KEY_LENGTH,
     BaseCache,
     InvalidCacheBackendError,
+    get_key_func,
 )
-from django.core.exceptions import SynchronousOnlyOperation
-from redis.client import NEVER_DECODE
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from redis_conn.clients import Client
-from redis_conn.django.cache_keys import KeyReverser, key_pattern
+from redis_conn.codecs import Codec
+from redis_conn.django.cache_async import AsyncMethodsMixin
+from redis_conn.django.cache_client import CacheClient
+from redis_conn.django.cache_extras import NETWORK_ERRORS, KeyMethodsMixin
+from redis_conn.django.cache_incr import incr
+from redis_conn.django.cache_keys import key_pattern
 from redis_conn.django.cache_options import (
     OPTION_KEYS,
     caches_by_connection,
     codec,
+    error_policy,
     option_problems,
+    scan_itersize,
 )
+from redis_conn.django.cache_structures import StructuresMixin
+from redis_conn.internals import NEVER_DECODE
 from redis_conn.masking import mask_text
 from redis_conn.registry import connections, current_registry, get_async_redis, get_redis
 
 T = TypeVar("T")
 
 __all__ = [
+    "NETWORK_ERRORS",
     "OPTION_KEYS",
     "RedisCache",
     "caches_by_connection",
@@ -56,15 +63,8 @@ __all__ = [
 
 logger = logging.getLogger("redis_conn.cache")
 
-#: A down server, a full pool, a timeout: what IGNORE_EXCEPTIONS turns into a miss.
-NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
 SCAN_COUNT = 1000
 _NEVER_DECODE = {NEVER_DECODE: True}  # values are bytes even where OPTIONS decode_responses
-# Raise ValueError for a missing key, as Django's RedisCache does; nil is a missing key.
-_INCR_EXISTING = (
-    "if redis.call('EXISTS', KEYS[1]) == 1 then "
-    "return redis.call('INCRBY', KEYS[1], ARGV[1]) end return false"
-)
 _MEMCACHE_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 
@@ -87,26 +87,31 @@ def _follow_django_settings() -> None:
         setting_changed.connect(_setting_changed, dispatch_uid="redis_conn.setting_changed")
 
 
-class RedisCache(BaseCache):
+# aset, adelete_many and aclear return what set, delete_many and clear return (django-redis's
+# contract), where Django's BaseCache says None: hence the ignore.
+class RedisCache(  # type: ignore[misc]
+    StructuresMixin, KeyMethodsMixin, AsyncMethodsMixin, BaseCache
+):
     """Django's cache API, sync and natively async, on the connection named by LOCATION."""
 
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(params)
-        if not isinstance(server, str):
-            raise InvalidCacheBackendError(
-                f"redis_conn's RedisCache takes the name of one connection of REDIS_CONNECTIONS "
-                f"as LOCATION, not {server!r}."
-            )
-        self.connection_name = server or "default"
+        # Never raises: Django builds every cache inside its own system checks, and a bad
+        # OPTIONS must reach the user as redis_conn.E020, not as a traceback. The problems
+        # are raised at first use instead (InvalidCacheBackendError).
+        self.connection_name = server if isinstance(server, str) and server else "default"
         options = params.get("OPTIONS", {})
-        problems = option_problems(options)
-        if problems:
-            raise InvalidCacheBackendError(
-                f"redis_conn's RedisCache on connection {self.connection_name!r}: "
-                + " ".join(problems)
-            )
-        self._codec = codec(options)
-        self._ignore_exceptions: bool = options.get("IGNORE_EXCEPTIONS", False)
+        self._problems = option_problems(options)
+        self._bad_location = None if isinstance(server, str) else server
+        self._options: dict[str, Any] = options if isinstance(options, dict) else {}
+        policy = error_policy(self._options)
+        self._ignore_exceptions = policy.ignore
+        self._log_ignored_exceptions = policy.log_ignored
+        #: django-redis's logger (DJANGO_REDIS_LOGGER) for LOG_IGNORED_EXCEPTIONS.
+        self.logger = logging.getLogger(policy.logger_name)
+        self._itersize = scan_itersize(SCAN_COUNT)
+        reverse = params.get("REVERSE_KEY_FUNCTION")  # django-redis's, for custom KEY_FUNCTIONs
+        self._reverse_key_func = get_key_func(reverse) if reverse else None
         if not _followed:
             _follow_django_settings()
 
@@ -115,10 +120,11 @@ class RedisCache(BaseCache):
         if len(key) > MEMCACHE_MAX_KEY_LENGTH or _MEMCACHE_UNSAFE.search(key):
             super().validate_key(key)
 
-    @property
-    def client(self) -> Client:
-        """The connection's shared client (``redis_conn.get_redis(LOCATION)``)."""
-        return get_redis(self.connection_name)
+    @cached_property
+    def client(self) -> CacheClient:
+        """django-redis's ``cache.client``: ``get_client(write=True)`` is the connection's
+        client (``redis_conn.get_redis(LOCATION)``); also ``make_key``, ``encode``, ``decode``."""
+        return CacheClient(self)
 
     def get_backend_timeout(self, timeout: Any = DEFAULT_TIMEOUT) -> int | None:
         """Seconds for Redis: None never expires, 0 (or less) means "do not keep"."""
@@ -126,13 +132,14 @@ class RedisCache(BaseCache):
             timeout = self.default_timeout
         return None if timeout is None else max(0, int(timeout))
 
-    # -- the Django cache API ------------------------------------------------------------
+    # -- the Django cache API (with django-redis's client= and extras) -------------------------
 
-    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+    def get(
+        self, key: Any, default: Any = None, version: int | None = None, client: Any = None
+    ) -> Any:
         key = self.make_and_validate_key(key, version=version)
         try:
-            client: Any = self.client
-            value = client.execute_command("GET", key, **_NEVER_DECODE)
+            value = self._redis(client).execute_command("GET", key, **_NEVER_DECODE)
         except NETWORK_ERRORS as exc:
             return self._ignored(exc, "GET", key, default)
         return default if value is None else self._codec.loads(value)
@@ -144,7 +151,7 @@ class RedisCache(BaseCache):
         value: Any,
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
-        *,
+        client: Any = None,
         nx: bool = False,
         xx: bool = False,
     ) -> bool:
@@ -154,107 +161,152 @@ class RedisCache(BaseCache):
         """
         key = self.make_and_validate_key(key, version=version)
         timeout = self.get_backend_timeout(timeout)
+        redis = self._redis(client)
         data = self._codec.dumps(value)  # outside the try: a PickleError is the caller's
         try:
             if timeout == 0:
-                return self._store_nothing(self.client, key, data, nx=nx)
-            return bool(self.client.set(key, data, ex=timeout, nx=nx, xx=xx))
+                return self._store_nothing(redis, key, data, nx=nx)
+            return bool(redis.set(key, data, ex=timeout, nx=nx, xx=xx))
         except NETWORK_ERRORS as exc:
             return self._ignored(exc, "SET", key, False)
 
     def add(
-        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+        self,
+        key: Any,
+        value: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        client: Any = None,
     ) -> bool:
-        return self.set(key, value, timeout, version, nx=True)
+        return self.set(key, value, timeout, version, client, nx=True)
 
-    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        key = self.make_and_validate_key(key, version=version)
-        timeout = self.get_backend_timeout(timeout)
-        client = self.client
-        try:
-            if timeout is not None:
-                return bool(client.expire(key, timeout))
-            # PERSIST says 0 for a key that had no expiry as well as for a missing one.
-            return bool(client.persist(key)) or bool(client.exists(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "TOUCH", key, False)
+    def touch(
+        self,
+        key: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        client: Any = None,
+    ) -> bool:
+        return self.expire(key, timeout, version, client)
 
-    def delete(self, key: Any, version: int | None = None) -> bool:
-        key = self.make_and_validate_key(key, version=version)
+    def delete(
+        self,
+        key: Any,
+        version: int | None = None,
+        prefix: str | None = None,
+        client: Any = None,
+    ) -> bool:
+        key = self._made(key, version, prefix)
         try:
-            return bool(self.client.delete(key))
+            return bool(self._redis(client).delete(key))
         except NETWORK_ERRORS as exc:
             return self._ignored(exc, "DEL", key, False)
 
-    def has_key(self, key: Any, version: int | None = None) -> bool:
+    def has_key(self, key: Any, version: int | None = None, client: Any = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
         try:
-            return bool(self.client.exists(key))
+            return bool(self._redis(client).exists(key))
         except NETWORK_ERRORS as exc:
             return self._ignored(exc, "EXISTS", key, False)
 
-    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+    def incr(
+        self,
+        key: Any,
+        delta: int = 1,
+        version: int | None = None,
+        client: Any = None,
+        ignore_key_check: bool = False,
+    ) -> int:
+        """Add ``delta``; ValueError for a missing key, unless ``ignore_key_check=True``
+        (then a missing key counts from 0). Beyond a signed 64-bit integer, where Redis's
+        INCRBY stops, the sum is made here and stored with the key's TTL kept."""
         made = self.make_and_validate_key(key, version=version)
-        client = self.client
+        redis = self._redis(client)
         try:
-            if self._is_fake():
-                value = _incr_watched(client, made, delta)
-            else:
-                value = client.eval(_INCR_EXISTING, 1, made, delta)
+            value = incr(redis, made, delta, create=ignore_key_check, fake=self._is_fake())
         except NETWORK_ERRORS as exc:
             value = self._ignored(exc, "INCRBY", made, None)
         if value is None:
             raise ValueError(self._not_found(key))
-        return int(value)
+        return value if value is redis else int(value)
 
-    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+    def decr(self, key: Any, delta: int = 1, version: int | None = None, client: Any = None) -> int:
+        return self.incr(key, -delta, version, client)
+
+    def incr_version(
+        self, key: Any, delta: int = 1, version: int | None = None, client: Any = None
+    ) -> int:
+        """Move the value to version ``version + delta``, keeping its TTL (as django-redis)."""
+        if version is None:
+            version = self.version
+        value = self.get(key, self._missing_key, version=version, client=client)
+        if value is self._missing_key:
+            raise ValueError(self._not_found(key))
+        ttl = self.ttl(key, version=version, client=client)
+        self.set(key, value, ttl, version=version + delta, client=client)
+        self.delete(key, version=version, client=client)
+        return version + delta
+
+    def get_many(
+        self, keys: Iterable[Any], version: int | None = None, client: Any = None
+    ) -> dict[Any, Any]:
         key_map = {self.make_and_validate_key(key, version=version): key for key in keys}
         if not key_map:
             return {}
         made = list(key_map)
-        client: Any = self.client
+        redis = self._redis(client)
         try:
-            if self._is_cluster(client):
-                pipe: Any = client.pipeline()
+            if self._is_cluster(redis):
+                pipe: Any = redis.pipeline()
                 for key in made:
                     pipe.execute_command("GET", key, **_NEVER_DECODE)
                 values = pipe.execute()
             else:
-                values = client.execute_command("MGET", *made, **_NEVER_DECODE)
+                values = redis.execute_command("MGET", *made, **_NEVER_DECODE)
         except NETWORK_ERRORS as exc:
             return self._ignored(exc, "MGET", made[0], {})
         return self._found(key_map, made, values)
 
     def set_many(
-        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+        self,
+        data: dict[Any, Any],
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+        client: Any = None,
     ) -> list[Any]:
         if not data:
             return []
         timeout = self.get_backend_timeout(timeout)
+        redis = self._redis(client)
         encoded = {
             self.make_and_validate_key(key, version=version): self._codec.dumps(value)
             for key, value in data.items()
         }
         try:
             if timeout == 0:
-                self.client.delete(*encoded)
+                redis.delete(*encoded)
                 return []
-            pipe = self.client.pipeline(transaction=False)
+            given_pipeline = _is_pipeline(redis)
+            pipe = redis if given_pipeline else redis.pipeline(transaction=False)
             for key, value in encoded.items():
                 pipe.set(key, value, ex=timeout)
-            pipe.execute()
+            if not given_pipeline:  # a caller's pipeline runs when the caller says
+                pipe.execute()
         except NETWORK_ERRORS as exc:
             return self._ignored(exc, "SET", next(iter(encoded)), list(data))
         return []
 
-    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+    # Returns how many were deleted (django-redis's contract), where BaseCache says None.
+    def delete_many(  # type: ignore[override]
+        self, keys: Iterable[Any], version: int | None = None, client: Any = None
+    ) -> int | None:
         made = [self.make_and_validate_key(key, version=version) for key in keys]
         if not made:
-            return
+            return None  # Django's tests ask for None here; django-redis's only for a falsy value
         try:
-            self.client.delete(*made)
+            return int(self._redis(client).delete(*made))
         except NETWORK_ERRORS as exc:
-            self._ignored(exc, "DEL", made[0], None)
+            return self._ignored(exc, "DEL", made[0], 0)
 
     def clear(self) -> bool:  # type: ignore[override]  # django-redis returns whether it did
         """Delete this cache's keys (any version), not the whole database.
@@ -267,256 +319,49 @@ class RedisCache(BaseCache):
 
     def close(self, **kwargs: Any) -> None:
         """Nothing to close: the pool belongs to the process (``connections.close_all()``)."""
-
-    # -- django-redis's extras -----------------------------------------------------------
-
-    def ttl(self, key: Any, version: int | None = None) -> int | None:
-        """Seconds to live; None when the key never expires, 0 when it does not exist."""
-        key = self.make_and_validate_key(key, version=version)
-        try:
-            return _ttl(self.client.ttl(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "TTL", key, 0)
-
-    def expire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
-        """Set the key's timeout (None: never expires, 0: gone now); False if it is absent."""
-        return self.touch(key, timeout, version)
-
-    def persist(self, key: Any, version: int | None = None) -> bool:
-        """Make the key never expire; True when it had a timeout."""
-        key = self.make_and_validate_key(key, version=version)
-        try:
-            return bool(self.client.persist(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "PERSIST", key, False)
-
-    def iter_keys(
-        self, search: str, itersize: int | None = None, version: int | None = None
-    ) -> Iterator[str]:
-        """This cache's keys matching the glob ``search``, by SCAN (every cluster primary)."""
-        pattern = self._pattern(search, version)
-        for key in self.client.scan_iter(match=pattern, count=itersize or SCAN_COUNT):
-            yield self._reverse_key(key)
-
-    def keys(self, search: str, version: int | None = None) -> list[str]:
-        """Like :meth:`iter_keys`, as a list (by SCAN, never the blocking KEYS)."""
-        return list(self.iter_keys(search, version=version))
-
-    def delete_pattern(
-        self,
-        pattern: str,
-        version: int | None = None,
-        prefix: str | None = None,
-        itersize: int | None = None,
-    ) -> int:
-        """Delete this cache's keys matching the glob ``pattern``; returns how many."""
-        return self._delete_matching(self._pattern(pattern, version, prefix), itersize)
-
-    def lock(
-        self,
-        key: Any,
-        version: int | None = None,
-        timeout: float | None = None,
-        sleep: float = 0.1,
-        blocking: bool = True,
-        blocking_timeout: float | None = None,
-        thread_local: bool = True,
-    ) -> Any:
-        """redis-py's ``Lock`` on the cache key of ``key`` (``with cache.lock("k"):``)."""
-        return self.client.lock(
-            self.make_and_validate_key(key, version=version),
-            timeout=timeout,
-            sleep=sleep,
-            blocking=blocking,
-            blocking_timeout=blocking_timeout,
-            thread_local=thread_local,
-        )
-
-    # -- async: natively on get_async_redis(LOCATION) --------------------------------------
-
-    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        key = self.make_and_validate_key(key, version=version)
-        try:
-            value = await get_async_redis(self.connection_name).execute_command(
-                "GET", key, **_NEVER_DECODE
-            )
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "GET", key, default)
-        return default if value is None else self._codec.loads(value)
-
-    async def aset(  # type: ignore[override]  # a bool, as set()
-        self,
-        key: Any,
-        value: Any,
-        timeout: Any = DEFAULT_TIMEOUT,
-        version: int | None = None,
-        *,
-        nx: bool = False,
-        xx: bool = False,
-    ) -> bool:
-        key = self.make_and_validate_key(key, version=version)
-        timeout = self.get_backend_timeout(timeout)
-        try:
-            data = self._codec.dumps(value)
-        except SynchronousOnlyOperation:
-            data = await self._adumps(value)
-        client = get_async_redis(self.connection_name)
-        try:
-            if timeout == 0:
-                return await self._astore_nothing(client, key, data, nx=nx)
-            return bool(await client.set(key, data, ex=timeout, nx=nx, xx=xx))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "SET", key, False)
-
-    async def aadd(
-        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> bool:
-        return await self.aset(key, value, timeout, version, nx=True)
-
-    async def atouch(
-        self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> bool:
-        key = self.make_and_validate_key(key, version=version)
-        timeout = self.get_backend_timeout(timeout)
-        client = get_async_redis(self.connection_name)
-        try:
-            if timeout is not None:
-                return bool(await client.expire(key, timeout))
-            return bool(await client.persist(key)) or bool(await client.exists(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "TOUCH", key, False)
-
-    async def adelete(self, key: Any, version: int | None = None) -> bool:
-        key = self.make_and_validate_key(key, version=version)
-        try:
-            return bool(await get_async_redis(self.connection_name).delete(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "DEL", key, False)
-
-    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
-        key = self.make_and_validate_key(key, version=version)
-        try:
-            return bool(await get_async_redis(self.connection_name).exists(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "EXISTS", key, False)
-
-    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        made = self.make_and_validate_key(key, version=version)
-        client = get_async_redis(self.connection_name)
-        try:
-            if self._is_fake():
-                value = await _aincr_watched(client, made, delta)
-            else:
-                value = await client.eval(_INCR_EXISTING, 1, made, delta)
-        except NETWORK_ERRORS as exc:
-            value = self._ignored(exc, "INCRBY", made, None)
-        if value is None:
-            raise ValueError(self._not_found(key))
-        return int(value)
-
-    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return await self.aincr(key, -delta, version)
-
-    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        key_map = {self.make_and_validate_key(key, version=version): key for key in keys}
-        if not key_map:
-            return {}
-        made = list(key_map)
-        client = get_async_redis(self.connection_name)
-        try:
-            if self._is_cluster(client):
-                pipe: Any = client.pipeline()
-                for key in made:
-                    pipe.execute_command("GET", key, **_NEVER_DECODE)
-                values = await pipe.execute()
-            else:
-                values = await client.execute_command("MGET", *made, **_NEVER_DECODE)
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "MGET", made[0], {})
-        return self._found(key_map, made, values)
-
-    async def aset_many(
-        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> list[Any]:
-        if not data:
-            return []
-        timeout = self.get_backend_timeout(timeout)
-        encoded = {
-            self.make_and_validate_key(key, version=version): await self._adumps(value)
-            for key, value in data.items()
-        }
-        client = get_async_redis(self.connection_name)
-        try:
-            if timeout == 0:
-                await client.delete(*encoded)
-                return []
-            pipe = client.pipeline(transaction=False)
-            for key, value in encoded.items():
-                pipe.set(key, value, ex=timeout)
-            await pipe.execute()
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "SET", next(iter(encoded)), list(data))
-        return []
-
-    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        made = [self.make_and_validate_key(key, version=version) for key in keys]
-        if not made:
-            return
-        try:
-            await get_async_redis(self.connection_name).delete(*made)
-        except NETWORK_ERRORS as exc:
-            self._ignored(exc, "DEL", made[0], None)
-
-    async def aget_or_set(
-        self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> Any:
-        value = await self.aget(key, self._missing_key, version=version)
-        if value is self._missing_key:
-            if callable(default):
-                default = default()
-            await self.aadd(key, default, timeout=timeout, version=version)
-            # Read again: another caller may have added a value between aget() and aadd().
-            return await self.aget(key, default, version=version)
-        return value
-
-    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        if version is None:
-            version = self.version
-        value = await self.aget(key, self._missing_key, version=version)
-        if value is self._missing_key:
-            raise ValueError(self._not_found(key))
-        await self.aset(key, value, version=version + delta)
-        await self.adelete(key, version=version)
-        return version + delta
-
-    async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return await self.aincr_version(key, -delta, version)
-
-    async def aclear(self) -> bool:  # type: ignore[override]  # as clear()
-        """See :meth:`clear`."""
-        client = get_async_redis(self.connection_name)
-        deleted, batch = 0, []
-        async for key in client.scan_iter(match=self._pattern("*", "*"), count=SCAN_COUNT):
-            batch.append(key)
-            if len(batch) >= SCAN_COUNT:
-                deleted += await client.unlink(*batch)
-                batch.clear()
-        if batch:
-            deleted += await client.unlink(*batch)
-        return deleted > 0
-
-    async def aclose(self, **kwargs: Any) -> None:
-        """Nothing to close: the asyncio clients belong to their event loop."""
+        self.client.close(**kwargs)
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _adumps(self, value: Any) -> bytes | int:
-        try:
-            return self._codec.dumps(value)
-        except SynchronousOnlyOperation:
-            # Pickling touched the database (an unevaluated QuerySet), which Django allows
-            # only off the event loop: serialize in a thread, as Django's default aset() does.
-            return await sync_to_async(self._codec.dumps)(value)
+    def _redis(self, client: Any = None) -> Any:
+        """``client`` when the caller gave one (django-redis's ``client=``), else the
+        connection's client; a cache with bad OPTIONS or LOCATION says so here."""
+        if client is not None:
+            return client
+        if self._problems or self._bad_location is not None:
+            self._refuse()
+        return get_redis(self.connection_name)
+
+    def _aredis(self, client: Any = None) -> Any:
+        if client is not None:
+            return client
+        if self._problems or self._bad_location is not None:
+            self._refuse()
+        return get_async_redis(self.connection_name)
+
+    def _refuse(self) -> None:
+        if self._bad_location is not None:
+            raise InvalidCacheBackendError(
+                f"redis_conn's RedisCache takes the name of one connection of "
+                f"REDIS_CONNECTIONS as LOCATION, not {self._bad_location!r}."
+            )
+        raise InvalidCacheBackendError(
+            f"redis_conn's RedisCache on connection {self.connection_name!r}: "
+            + " ".join(self._problems)
+        )
+
+    @cached_property
+    def _codec(self) -> Codec:
+        if self._problems or self._bad_location is not None:
+            self._refuse()
+        return codec(self._options)
+
+    def _made(self, key: Any, version: int | None, prefix: str | None) -> str:
+        if prefix is None:
+            return self.make_and_validate_key(key, version=version)
+        made = self.client.make_key(key, version, prefix)
+        self.validate_key(made)
+        return made
 
     def _store_nothing(self, client: Any, key: str, data: Any, *, nx: bool) -> bool:
         # A timeout of 0 stores nothing; add() still says whether the key was absent.
@@ -528,15 +373,6 @@ class RedisCache(BaseCache):
         client.delete(key)
         return False
 
-    async def _astore_nothing(self, client: Any, key: str, data: Any, *, nx: bool) -> bool:
-        if nx:
-            added = bool(await client.set(key, data, nx=True))
-            if added:
-                await client.delete(key)
-            return added
-        await client.delete(key)
-        return False
-
     def _found(self, key_map: dict[str, Any], made: list[str], values: list[Any]) -> dict[Any, Any]:
         loads = self._codec.loads
         return {
@@ -545,9 +381,11 @@ class RedisCache(BaseCache):
             if value is not None
         }
 
-    def _delete_matching(self, pattern: str, itersize: int | None = None) -> int:
-        client = self.client
-        count = itersize or SCAN_COUNT
+    def _delete_matching(
+        self, pattern: str, itersize: int | None = None, client: Any = None
+    ) -> int:
+        client = self._redis(client)
+        count = itersize or self._itersize
         deleted, batch = 0, []
         for key in client.scan_iter(match=pattern, count=count):
             batch.append(key)
@@ -570,11 +408,6 @@ class RedisCache(BaseCache):
             )
         return pattern
 
-    @cached_property
-    def _reverse_key(self) -> KeyReverser:
-        """The key a caller used, from a Redis key (for keys() and iter_keys())."""
-        return KeyReverser(self.key_func, self.key_prefix)
-
     def _is_fake(self) -> bool:
         return current_registry().spec(self.connection_name).kind == "fake"
 
@@ -586,9 +419,17 @@ class RedisCache(BaseCache):
         return f"Key {key!r} not found in the cache on Redis connection {self.connection_name!r}."
 
     def _ignored(self, exc: Exception, command: str, key: str, result: T) -> T:
-        """Re-raise, or with IGNORE_EXCEPTIONS log and return the miss value ``result``."""
+        """Re-raise, or with IGNORE_EXCEPTIONS log and return the miss value ``result``.
+
+        With LOG_IGNORED_EXCEPTIONS the one record is django-redis's own (ERROR "Exception
+        ignored" with the traceback, on DJANGO_REDIS_LOGGER), so existing log filters and
+        alerts keep matching; without it, a WARNING of ours that names the command and key.
+        """
         if not self._ignore_exceptions:
             raise exc
+        if self._log_ignored_exceptions:
+            self.logger.error("Exception ignored", exc_info=exc)
+            return result
         logger.warning(
             "Cache on Redis connection %r: %s %r failed, treated as a miss (IGNORE_EXCEPTIONS): "
             "%s: %s",
@@ -605,7 +446,8 @@ class RedisCache(BaseCache):
 
 
 def get_redis_connection(alias: str = "default", write: bool = True) -> Client:
-    """The client behind ``caches[alias]`` (django-redis's function of the same name).
+    """The client behind ``caches[alias]`` (django-redis's function of the same name;
+    ``django_redis.get_redis_connection`` returns the same client for this backend).
 
     ``write`` is accepted for django-redis's callers; reads and writes share one client.
     """
@@ -615,41 +457,8 @@ def get_redis_connection(alias: str = "default", write: bool = True) -> Client:
             f"CACHES[{alias!r}] is {type(cache).__module__}.{type(cache).__qualname__}, not "
             "redis_conn.django.cache.RedisCache, so it has no Redis connection to return."
         )
-    return cache.client
+    return cache.client.get_client(write)
 
 
-def _ttl(seconds: int) -> int | None:
-    if seconds == -1:
-        return None
-    return max(seconds, 0)  # -2: no such key
-
-
-def _incr_watched(client: Any, key: str, delta: int) -> int | None:
-    # FAKE connections have no Lua unless lupa is installed: WATCH gives the same guarantee.
-    with client.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(key)
-                if not pipe.exists(key):
-                    pipe.unwatch()
-                    return None
-                pipe.multi()
-                pipe.incrby(key, delta)
-                return int(pipe.execute()[0])
-            except WatchError:
-                continue
-
-
-async def _aincr_watched(client: Any, key: str, delta: int) -> int | None:
-    async with client.pipeline() as pipe:
-        while True:
-            try:
-                await pipe.watch(key)
-                if not await pipe.exists(key):
-                    await pipe.unwatch()
-                    return None
-                pipe.multi()
-                pipe.incrby(key, delta)
-                return int((await pipe.execute())[0])
-            except WatchError:
-                continue
+def _is_pipeline(client: Any) -> bool:
+    return hasattr(client, "command_stack")  # redis-py's pipelines, sync, async and cluster

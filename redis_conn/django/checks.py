@@ -30,6 +30,7 @@ from redis_conn.config import (
 from redis_conn.django.reporting import SafeExceptionReporterFilter
 from redis_conn.masking import connection_secrets
 from redis_conn.request_scope import ON_ERROR_CHOICES
+from redis_conn.setting_names import misspelled_connections_setting
 
 ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
 WORKER_THREADS_SETTING = "REDIS_CONN_WORKER_THREADS"
@@ -57,6 +58,11 @@ W001 = Warning(
     obj="REDIS_CONNECTIONS",
     id="redis_conn.W001",
 )
+E107 = (
+    "The setting %s is not read by redis_conn, and REDIS_CONNECTIONS is not set, so the "
+    "'default' Redis connection is an in-process fake server (fakeredis)."
+)
+E107_HINT = "Did you mean REDIS_CONNECTIONS?"
 W002 = (
     "Redis connection %r has BLOCKING=False and MAX_CONNECTIONS=%d, fewer than the %d threads a "
     "worker may serve requests on; when more than %d of them use it at once, the others fail "
@@ -109,9 +115,11 @@ E101_HINT = (
     "'log' keeps the response and logs the failed commands at ERROR."
 )
 E020_HINT = (
-    "OPTIONS of redis_conn's RedisCache: SERIALIZER ('pickle', 'json' or a dotted path), "
-    "COMPRESSOR (None, 'zlib', 'lzma' or a dotted path), COMPRESS_MIN_LEN, IGNORE_EXCEPTIONS. "
-    "Connection settings (URL, pool size, timeouts) belong in REDIS_CONNECTIONS."
+    "OPTIONS of redis_conn's RedisCache: SERIALIZER ('pickle', 'json', 'msgpack', a "
+    "django-redis class path or a dotted path), COMPRESSOR (None, 'zlib', 'gzip', 'lzma', "
+    "'lz4', 'zstd', a django-redis class path or a dotted path), COMPRESS_MIN_LEN, "
+    "PICKLE_VERSION, IGNORE_EXCEPTIONS, LOG_IGNORED_EXCEPTIONS. Connection settings (URL, "
+    "pool size, timeouts) belong in REDIS_CONNECTIONS."
 )
 E021 = "CACHES[%r] has LOCATION %r, which is not a connection of REDIS_CONNECTIONS."
 E021_HINT = "Set LOCATION to one of %s (or leave it out for 'default')."
@@ -149,6 +157,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     threads, thread_errors = _worker_threads()
     messages.extend(thread_errors)
     if raw is None:
+        typo = misspelled_connections_setting(dir(settings))
+        if typo is not None:
+            messages.append(Error(E107 % (typo,), hint=E107_HINT, obj=typo, id="redis_conn.E107"))
         messages.append(W001)
         messages.extend(_cache_messages(parse(EMBEDDED_DEFAULT)))
     else:

@@ -16,14 +16,16 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import redis
 from flask import Flask, current_app, g, has_app_context, has_request_context, request
 from flask.signals import got_request_exception
 
-from redis_conn.exceptions import ConfigurationError
+from redis_conn.exceptions import ConfigurationError, ConnectionNotFound
 from redis_conn.flask.cli import redis_cli
 from redis_conn.naming import prefix_from_module
 from redis_conn.registry import ConnectionRegistry, add_registry_resolver
@@ -34,6 +36,7 @@ from redis_conn.request_scope import (
     add_scope_resolver,
     server_timing_header,
 )
+from redis_conn.setting_names import misspelled_connections_setting
 
 if TYPE_CHECKING:
     from flask.wrappers import Response
@@ -46,7 +49,10 @@ __all__ = [
     "HEALTH_DETAILS_SETTING",
     "ON_FLUSH_ERROR_SETTING",
     "SETTINGS_NAME",
+    "URL_SETTING",
+    "FakeDefaultWarning",
     "RedisConn",
+    "app_connections",
     "app_registry",
     "app_state",
 ]
@@ -55,6 +61,8 @@ __all__ = [
 EXTENSION_NAME = "redis_conn"
 #: The config key of the connections (CONTRACT section 1); absent: one FAKE "default".
 SETTINGS_NAME = "REDIS_CONNECTIONS"
+#: flask-redis's config key: here, the URL of the "default" connection.
+URL_SETTING = "REDIS_URL"
 #: The config key saying what a failed flush of the request pipeline does: "raise" or "log".
 ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
 #: The config key saying who sees the whole report of the health view (redis_conn.flask.health):
@@ -71,6 +79,11 @@ _G_SCOPE = "_redis_conn_request_pipeline"
 _GUARDED = "__redis_conn_guarded__"
 
 logger = logging.getLogger("redis_conn.request")
+
+
+class FakeDefaultWarning(UserWarning):
+    """An app configured with neither REDIS_CONNECTIONS nor REDIS_URL, outside debug and
+    testing mode: its "default" connection is the embedded in-process fake server."""
 
 
 @dataclass(frozen=True)
@@ -128,9 +141,22 @@ class RedisConn:
             raise ConfigurationError(
                 [f"{SERVER_TIMING_SETTING} must be True or False, not {server_timing!r}."]
             )
+        settings = app_connections(app)
+        if settings is None and not (app.debug or app.testing):
+            # Django says it with check W001; Flask has no checks: a warning, on stderr.
+            warnings.warn(
+                f"The Flask app {app.name!r} has neither {SETTINGS_NAME} nor {URL_SETTING} "
+                "in its config, so its 'default' Redis connection is an in-process fake "
+                "server (fakeredis): its data lives in this process only, is lost on restart "
+                f"and is not shared with other workers. Set app.config[{URL_SETTING!r}] "
+                f"(e.g. 'redis://127.0.0.1:6379/0') or app.config[{SETTINGS_NAME!r}]; in "
+                "debug or testing mode the fake server is used without this warning.",
+                FakeDefaultWarning,
+                stacklevel=2,
+            )
         registry = ConnectionRegistry()
         registry.configure(  # None: the embedded FAKE default
-            app.config.get(SETTINGS_NAME),
+            settings,
             client_name_prefix=app.config.get(
                 CLIENT_NAME_PREFIX_SETTING, prefix_from_module(app.name)
             ),
@@ -161,10 +187,38 @@ class RedisConn:
 
     def get(self, name: str = "default") -> Client:
         """The current app's client for ``name``: the same object on every call."""
-        return self._state(f"RedisConn.get({name!r})").registry.get(name)
+        registry = self._state(f"RedisConn.get({name!r})").registry
+        try:
+            return registry.get(name)
+        except ConnectionNotFound as exc:
+            raise _not_a_connection(exc, f"RedisConn.get({name!r})", "get()") from None
 
     def __getitem__(self, name: str) -> Client:
-        return self._state(f"RedisConn[{name!r}]").registry.get(name)
+        registry = self._state(f"RedisConn[{name!r}]").registry
+        try:
+            return registry.get(name)
+        except ConnectionNotFound as exc:
+            raise _not_a_connection(exc, f"RedisConn[{name!r}]", "rc[name]") from None
+
+    if not TYPE_CHECKING:  # for type checkers an unknown attribute stays an error
+
+        def __getattr__(self, attribute: str) -> Any:
+            # Only asked for what the extension lacks. flask-redis's FlaskRedis *is* a client
+            # (rc.incr("hits")); a RedisConn holds several: say where the command goes.
+            if not attribute.startswith("_") and callable(getattr(redis.Redis, attribute, None)):
+                raise AttributeError(
+                    f"'RedisConn' object has no attribute {attribute!r}: it is not a Redis "
+                    "client, it holds the app's named connections. Use "
+                    f"rc.get('default').{attribute}(...) on the client of the 'default' "
+                    f"connection (rc.get(name) for another), or "
+                    f"rc.request_pipeline.{attribute}(...) to queue it in the request's "
+                    "pipeline.",
+                    name=attribute,
+                    obj=self,
+                )
+            raise AttributeError(
+                f"'RedisConn' object has no attribute {attribute!r}", name=attribute, obj=self
+            )
 
     @property
     def request_pipeline(self) -> Pipeline:
@@ -203,6 +257,67 @@ class RedisConn:
 
     def __repr__(self) -> str:
         return "<RedisConn>"
+
+
+def app_connections(app: Flask) -> Mapping[str, Any] | None:
+    """The connections ``init_app`` configures for ``app``; ``None``: the embedded default.
+
+    ``app.config["REDIS_CONNECTIONS"]``, with ``app.config["REDIS_URL"]`` (flask-redis's
+    setting) as the URL of the "default" connection. A key that looks like a misspelling of
+    REDIS_CONNECTIONS, when that is missing, is refused: the data would go to the fake server.
+    """
+    config = app.config
+    connections = config.get(SETTINGS_NAME)
+    if connections is None:
+        typo = misspelled_connections_setting(config)
+        if typo is not None:
+            raise ConfigurationError(
+                [
+                    f"The Flask app {app.name!r} has {typo!r} in its config, which redis_conn "
+                    f"does not read, and no {SETTINGS_NAME}. HINT: Did you mean "
+                    f"{SETTINGS_NAME}?"
+                ]
+            )
+    url = config.get(URL_SETTING)
+    if url is None or url == "":  # flask-redis apps often pass os.environ.get("REDIS_URL")
+        return cast("Mapping[str, Any] | None", connections)
+    if not isinstance(url, str):
+        raise ConfigurationError(
+            [
+                f"{URL_SETTING} must be a string, the URL of the 'default' Redis connection, "
+                f"not {type(url).__name__}."
+            ]
+        )
+    if connections is None:
+        return {"default": {"URL": url}}
+    if not isinstance(connections, Mapping):
+        return cast("Mapping[str, Any]", connections)  # validate() says what is wrong with it
+    if "default" not in connections:
+        return {"default": {"URL": url}, **connections}
+    default = connections["default"]
+    if isinstance(default, Mapping) and default.get("URL") == url:
+        return connections
+    raise ConfigurationError(
+        [
+            f"{URL_SETTING} and {SETTINGS_NAME}['default'] both configure the 'default' Redis "
+            f"connection, differently. HINT: Keep one of them: remove {URL_SETTING}, or the "
+            f"'default' entry of {SETTINGS_NAME}."
+        ]
+    )
+
+
+def _not_a_connection(error: ConnectionNotFound, used: str, takes: str) -> ConnectionNotFound:
+    """``rc.get("hits")`` as flask-redis users write it: say that get() wants a connection."""
+    configured = error.configured
+    listed = ", ".join(repr(n) for n in configured) or "none"
+    client = "default" if "default" in configured or not configured else configured[0]
+    error.message = (
+        f"{used}: {takes} takes a connection name, and {error.name!r} is not a configured "
+        f"connection (configured: {listed}). To read the key {error.name!r}, ask a client: "
+        f"rc.get({client!r}).get({error.name!r})."
+    )
+    error.args = (error.message,)
+    return error
 
 
 def app_registry(app: Flask) -> ConnectionRegistry:

@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from redis.client import NEVER_DECODE
-
 from redis_conn.clients import Client
+from redis_conn.internals import NEVER_DECODE
 from redis_conn.registry import ConnectionRegistry
 
 _BYTES = {NEVER_DECODE: True}

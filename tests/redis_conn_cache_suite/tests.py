@@ -12,6 +12,7 @@ from cache import tests as django_cache_tests
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.test import TestCase, override_settings
 
 from redis_conn.django.cache import RedisCache
@@ -58,7 +59,8 @@ class RedisConnAsyncPathCacheTests(django_cache_tests.BaseCacheTests, TestCase):
         for name in ASYNC_TWINS:
             self.assertEqual(getattr(type(cache), name[1:]).answered_by, name)
             # The async method itself is redis_conn's, not Django's sync_to_async default.
-            self.assertIs(getattr(type(cache), name), RedisCache.__dict__[name])
+            self.assertIs(getattr(type(cache), name), getattr(RedisCache, name))
+            self.assertIsNot(getattr(RedisCache, name), getattr(BaseCache, name))
 
 
 @override_settings(

@@ -65,7 +65,8 @@ def raw(redis_server: Any) -> Any:
 def test_the_cache_uses_the_connections_own_client_and_pool(cache: RedisCache, raw: Any) -> None:
     earlier = {c["id"] for c in raw.client_list()}  # other tests' idle connections, and raw's
     client = redis_conn.get_redis("cache")
-    assert cache.client is client
+    assert cache.client.get_client(write=True) is client  # django-redis's way to reach it
+    assert cache.client.get_client(write=False) is client
     assert get_redis_connection("default") is client
     assert client is redis_conn.get_redis("default")  # "cache" is an alias: the same pool
     cache.set("k", "v")
@@ -206,15 +207,23 @@ def test_a_serializer_by_dotted_path(configure: ConfigureCache, raw: Any) -> Non
     ("params", "message"),
     [
         (
-            {"OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"}},
+            {"OPTIONS": {"CLIENT_CLASS": "django_redis.client.HerdClient"}},
+            "redis_conn's RedisCache on connection 'cache': OPTIONS has django-redis's key "
+            "'CLIENT_CLASS': redis_conn's cache has one client, django-redis's DefaultClient "
+            "behaviour on the connection LOCATION names (herd, sharding and Sentinel clients "
+            "are not provided; Sentinel is a connection setting); remove CLIENT_CLASS, or name "
+            "django_redis.client.DefaultClient.",
+        ),
+        (
+            {"OPTIONS": {"MAX_ENTRIES": 10}},
             "redis_conn's RedisCache on connection 'cache': OPTIONS has an unknown key "
-            "'CLIENT_CLASS'; the known keys are SERIALIZER, COMPRESSOR, COMPRESS_MIN_LEN, "
-            "IGNORE_EXCEPTIONS.",
+            "'MAX_ENTRIES'; the known keys are SERIALIZER, COMPRESSOR, COMPRESS_MIN_LEN, "
+            "PICKLE_VERSION, IGNORE_EXCEPTIONS, LOG_IGNORED_EXCEPTIONS.",
         ),
         (
             {"OPTIONS": {"SERIALIZER": "yaml"}},
             "redis_conn's RedisCache on connection 'cache': SERIALIZER 'yaml' is not one of "
-            "'pickle', 'json', nor a dotted path.",
+            "'pickle', 'json', 'msgpack', nor a dotted path.",
         ),
         (
             {"OPTIONS": {"COMPRESSOR": "nope.Compressor"}},
@@ -229,17 +238,22 @@ def test_a_serializer_by_dotted_path(configure: ConfigureCache, raw: Any) -> Non
         ),
     ],
 )
-def test_bad_options_fail_when_the_cache_is_created(
+def test_bad_options_fail_when_the_cache_is_first_used(
     configure: ConfigureCache, params: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(InvalidCacheBackendError) as caught:
-        configure(**params)
-    assert str(caught.value) == message
+    # Made without an error: Django makes every cache inside its own system checks, where
+    # the problem must show as redis_conn.E020 rather than as a traceback.
+    cache = configure(**params)
+    for use in (lambda: cache.get("k"), lambda: cache.set("k", 1), lambda: cache.delete("k")):
+        with pytest.raises(InvalidCacheBackendError) as caught:
+            use()
+        assert str(caught.value) == message
 
 
 def test_location_must_be_a_connection_name(configure: ConfigureCache) -> None:
+    cache = configure(LOCATION=["redis://127.0.0.1:6379/0"])
     with pytest.raises(InvalidCacheBackendError) as caught:
-        configure(LOCATION=["redis://127.0.0.1:6379/0"])
+        cache.has_key("k")
     assert str(caught.value) == (
         "redis_conn's RedisCache takes the name of one connection of REDIS_CONNECTIONS as "
         "LOCATION, not ['redis://127.0.0.1:6379/0']."
@@ -332,7 +346,7 @@ django.setup()
 from django.core.cache import cache
 import redis_conn
 cache.set("k", {"v": 1})
-print(cache.get("k"), cache.client is redis_conn.get_redis("cache"))
+print(cache.get("k"), cache.client.get_client() is redis_conn.get_redis("cache"))
 """
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["CACHE_URL"] = redis_server.url

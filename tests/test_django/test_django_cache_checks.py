@@ -10,9 +10,11 @@ from redis_conn.django.checks import check_settings
 
 BACKEND = "redis_conn.django.cache.RedisCache"
 E020_HINT = (
-    "OPTIONS of redis_conn's RedisCache: SERIALIZER ('pickle', 'json' or a dotted path), "
-    "COMPRESSOR (None, 'zlib', 'lzma' or a dotted path), COMPRESS_MIN_LEN, IGNORE_EXCEPTIONS. "
-    "Connection settings (URL, pool size, timeouts) belong in REDIS_CONNECTIONS."
+    "OPTIONS of redis_conn's RedisCache: SERIALIZER ('pickle', 'json', 'msgpack', a "
+    "django-redis class path or a dotted path), COMPRESSOR (None, 'zlib', 'gzip', 'lzma', "
+    "'lz4', 'zstd', a django-redis class path or a dotted path), COMPRESS_MIN_LEN, "
+    "PICKLE_VERSION, IGNORE_EXCEPTIONS, LOG_IGNORED_EXCEPTIONS. Connection settings (URL, "
+    "pool size, timeouts) belong in REDIS_CONNECTIONS."
 )
 
 
@@ -32,13 +34,15 @@ def test_unknown_and_bad_options_are_e020(settings: Any) -> None:
     assert cache_messages(settings, default={"OPTIONS": options}) == [
         Error(
             "OPTIONS has an unknown key 'MAX_ENTRIES'; the known keys are SERIALIZER, "
-            "COMPRESSOR, COMPRESS_MIN_LEN, IGNORE_EXCEPTIONS.",
+            "COMPRESSOR, COMPRESS_MIN_LEN, PICKLE_VERSION, IGNORE_EXCEPTIONS, "
+            "LOG_IGNORED_EXCEPTIONS.",
             hint=E020_HINT,
             obj="CACHES['default']",
             id="redis_conn.E020",
         ),
         Error(
-            "COMPRESSOR 'brotli' is not one of 'zlib', 'lzma', nor a dotted path.",
+            "COMPRESSOR 'brotli' is not one of 'zlib', 'gzip', 'lzma', 'lz4', 'zstd', nor a "
+            "dotted path.",
             hint=E020_HINT,
             obj="CACHES['default']",
             id="redis_conn.E020",

@@ -104,4 +104,4 @@ def test_cluster_async_get_many_and_clear(cluster_cache: RedisCache, redis_clust
     found, incremented, cleared, after = asyncio.run(main())
     assert found == {key: i for i, key in enumerate(KEYS)}
     assert (incremented, cleared, after) == (5, True, {})
-    assert redis_conn.get_redis("cache") is cluster_cache.client
+    assert redis_conn.get_redis("cache") is cluster_cache.client.get_client()

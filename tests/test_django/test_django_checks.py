@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +17,7 @@ from redis_conn.django.checks import W001, check_settings, default_worker_thread
 from redis_conn.registry import connections
 
 URL = "redis://127.0.0.1:6390/0"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def error(connection: str | None, message: str, hint: str | None, id: str) -> Error:
@@ -326,3 +331,64 @@ def test_settings_redis_py_would_refuse_are_check_errors(
     with pytest.raises(SystemCheckError) as excinfo:
         call_command("check", tags=["redis_conn"])
     assert f"(redis_conn.{expected.id[-4:]}) {expected.msg}" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("typo", ["REDIS_CONNECTION", "REDIS_CONECTIONS"])
+def test_e107_a_misspelled_redis_connections(settings: Any, typo: str) -> None:
+    del settings.REDIS_CONNECTIONS
+    setattr(settings, typo, {"default": {"URL": URL}})
+    assert check_settings() == [
+        Error(
+            f"The setting {typo} is not read by redis_conn, and REDIS_CONNECTIONS is not set, so "
+            "the 'default' Redis connection is an in-process fake server (fakeredis).",
+            hint="Did you mean REDIS_CONNECTIONS?",
+            obj=typo,
+            id="redis_conn.E107",
+        ),
+        W001,
+    ]
+    with pytest.raises(SystemCheckError) as excinfo:
+        call_command("check", tags=["redis_conn"])
+    assert f"{typo}: (redis_conn.E107) The setting {typo} is not read" in str(excinfo.value)
+
+
+def test_e107_not_for_our_other_settings_nor_when_redis_connections_is_set(settings: Any) -> None:
+    settings.REDIS_CONN_WORKERS = 2
+    settings.REDIS_CONNECTION = {"default": {"URL": URL}}  # beside the real one: not used
+    settings.REDIS_CONNECTIONS = {"default": {"URL": URL}}
+    assert check_settings() == []
+    del settings.REDIS_CONNECTIONS
+    del settings.REDIS_CONNECTION
+    assert check_settings() == [W001]
+
+
+MIDDLEWARE_WITHOUT_THE_APP = """
+SECRET_KEY = "not-secret"
+DEBUG = True
+ALLOWED_HOSTS = ["127.0.0.1"]
+ROOT_URLCONF = "tests.test_django.urls"
+INSTALLED_APPS = ["django.contrib.contenttypes"]
+MIDDLEWARE = ["redis_conn.django.middleware.RequestPipelineMiddleware"]
+REDIS_CONNECTIONS = {"default": {"URL": "redis://127.0.0.1:6390/0"}}
+"""
+
+
+def test_the_middleware_without_the_app_stops_the_server_at_start(tmp_path: Path) -> None:
+    # `manage.py check` loads nothing of redis_conn when its app is not installed, so no check
+    # of ours can run; the middleware refuses when the server loads it, before any request.
+    (tmp_path / "no_app_settings.py").write_text(MIDDLEWARE_WITHOUT_THE_APP)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "no_app_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]),
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "django", "runserver", "127.0.0.1:0", "--noreload"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert started.returncode != 0
+    assert (
+        "django.core.exceptions.ImproperlyConfigured: RequestPipelineMiddleware needs the "
+        "redis_conn app: add 'redis_conn.django' to INSTALLED_APPS so that REDIS_CONNECTIONS "
+        "is read and checked."
+    ) in started.stderr

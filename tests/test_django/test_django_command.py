@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -166,3 +167,80 @@ def test_manage_py_exit_status(redis_server: Any, killable_server: Any) -> None:
     assert "down" in failed.stdout
     only_up = manage("--connection", "default", connections=down)
     assert only_up.returncode == 0, only_up.stderr
+
+
+# -- the budget is per server, whatever the report shows ----------------------------------------
+
+BUDGET_PROBLEM = (
+    "connection budget: 70 workers x MAX_CONNECTIONS 80 = 5600 connections, 9100 with the "
+    "other connections to that server, 91% of maxclients 10000 (more than 80%); lower "
+    "MAX_CONNECTIONS to 64, run fewer workers, or raise maxclients"
+)
+
+
+@pytest.fixture
+def shared_server(settings: Any, redis_server: Any, server_a: Any) -> dict[str, Any]:
+    """Two connections on server A: each fits in its maxclients alone, not together."""
+    assert server_a.config_get("maxclients") == {"maxclients": "10000"}
+    settings.REDIS_CONNECTIONS = {
+        "default": {"URL": redis_server.url},  # 50 x 70 = 3500
+        "users": {"URL": redis_server.url.replace("/0", "/1"), "MAX_CONNECTIONS": 80},
+        "dev": {"FAKE": True},
+    }
+    return settings.REDIS_CONNECTIONS  # type: ignore[no-any-return]
+
+
+def test_a_filtered_report_counts_every_connection_on_the_server(shared_server: Any) -> None:
+    full = {c["name"]: c for c in json.loads(run("--json", "--workers", "70"))["connections"]}
+    assert full["users"]["status"] == "degraded"
+    assert full["users"]["error"] == BUDGET_PROBLEM
+    (users,) = json.loads(run("--json", "--workers", "70", "--connection", "users"))["connections"]
+    assert users["status"] == "degraded"
+    assert users["error"] == BUDGET_PROBLEM
+    assert (
+        users["budget"]
+        == full["users"]["budget"]
+        == {
+            "workers": 70,
+            "max_connections": 80,
+            "total": 5600,
+            "server_total": 9100,
+            "maxclients": 10000,
+            "percent": 91.0,
+        }
+    )
+    text = run("--workers", "70", "--connection", "users").splitlines()
+    assert text[1].split()[3] == "degraded" and text[1].split()[-2:] == ["9100", "(91%)"]
+    assert text[2] == f"users: {BUDGET_PROBLEM}"
+
+
+def test_the_pool_column_counts_the_asyncio_pools(configured: Any) -> None:
+    from redis_conn import get_async_redis
+
+    async def main() -> tuple[str, str]:
+        pool: Any = get_async_redis("users").connection_pool
+        leased = [await pool.get_connection() for _ in range(3)]
+        await pool.release(leased.pop())
+        try:
+            # The command is synchronous: it reads the loop's pool while the loop waits.
+            return run("--json", "--connection", "users"), run("--connection", "users")
+        finally:
+            for connection in leased:
+                await pool.release(connection)
+
+    as_json, as_text = asyncio.run(main())
+    (users,) = json.loads(as_json)["connections"]
+    assert users["pool"] == {
+        "class": "BlockingConnectionPool",
+        "max_connections": 20,
+        "created": 3,
+        "in_use": 2,
+        "idle": 1,
+        "asyncio": {"pools": 1, "created": 3, "in_use": 2},
+    }
+    lines = as_text.splitlines()
+    assert lines[1].split()[5] == "2/3/20"
+    assert (
+        lines[2]
+        == "users: POOL counts 3 asyncio connection(s) (2 in use) in the pools of 1 event loop(s)"
+    )

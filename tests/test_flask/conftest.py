@@ -24,8 +24,10 @@ def rc() -> RedisConn:
 def make_app(rc: RedisConn) -> Iterator[MakeApp]:
     """``make_app(connections, **config)``: a Flask app with ``rc`` initialised on it.
 
-    ``connections`` goes to ``REDIS_CONNECTIONS`` (left unset when None); ``config`` keys are
-    upper-cased. Every app's pools are closed after the test.
+    ``connections`` goes to ``REDIS_CONNECTIONS``; left unset when None, and then the app is
+    in testing mode (the embedded fake default, which warns outside debug and testing mode,
+    as in any test suite). ``config`` keys are upper-cased. Every app's pools are closed after
+    the test.
     """
     apps: list[Flask] = []
 
@@ -33,6 +35,8 @@ def make_app(rc: RedisConn) -> Iterator[MakeApp]:
         app = Flask(__name__)
         if connections is not None:
             app.config["REDIS_CONNECTIONS"] = connections
+        else:
+            app.testing = True
         app.config.update({key.upper(): value for key, value in config.items()})
         rc.init_app(app)
         apps.append(app)

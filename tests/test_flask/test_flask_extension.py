@@ -97,6 +97,7 @@ def test_state_lives_in_app_extensions_never_on_the_extension(
 
 def test_the_constructor_form_registers_the_app() -> None:
     app = Flask(__name__)
+    app.testing = True  # the fake default, without FakeDefaultWarning
     rc = RedisConn(app)
     with app.app_context():
         assert rc.registry.names() == ["default"]
@@ -145,8 +146,9 @@ def test_get_and_item_give_one_client_per_name_and_aliases_share_it(
         with pytest.raises(ConnectionNotFound) as info:
             rc.get("nope")
     assert str(info.value) == (
-        "Redis connection 'nope' is not configured. "
-        "Configured connections: 'default', 'messages', 'sessions'."
+        "RedisConn.get('nope'): get() takes a connection name, and 'nope' is not a configured "
+        "connection (configured: 'default', 'messages', 'sessions'). To read the key 'nope', "
+        "ask a client: rc.get('default').get('nope')."
     )
 
 
