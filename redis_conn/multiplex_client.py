@@ -28,6 +28,7 @@ import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from redis_conn import messages
 from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import ReplyNotUnderstood
 from redis_conn.internals import NEVER_DECODE, run_pipeline_batch
@@ -285,7 +286,7 @@ class Channel:
     async def read_response(self, disable_decoding: bool = False, **_: Any) -> Any:
         if not self._slots:
             raise RedisConnectionError(
-                f"Redis connection {self._mux.name!r}: a reply was read that was never asked "
+                f"{messages.prefix(self._mux.name)}a reply was read that was never asked "
                 "for on the shared connection."
             )
         return await self._slots.popleft().read_response()

@@ -37,6 +37,7 @@ from redis.exceptions import (
     WatchError,
 )
 
+from redis_conn import messages
 from redis_conn.cluster import send_cluster_batch
 from redis_conn.exceptions import (
     ConnectionLostAfterWrite,
@@ -563,7 +564,7 @@ def interrupted(name: str, exc: BaseException) -> ConnectionLostAfterWrite:
         name,
         "the batch",
         "",
-        message=f"Redis connection {name!r}: the batch was interrupted by {cause.__name__}; "
+        message=f"{messages.prefix(name)}the batch was interrupted by {cause.__name__}; "
         "its connection was closed and the unanswered commands may or may not have run.",
     )
     error.__cause__ = exc
@@ -683,7 +684,7 @@ def _send_cluster_transaction(
     slots = {client.determine_slot(*f._args) for f in futures if EMPTY_RESPONSE not in f._options}
     if len(slots) > 1:
         raise RedisClusterException(
-            f"Redis connection {name!r}: a cluster transaction must keep all its keys in one "
+            f"{messages.prefix(name)}a cluster transaction must keep all its keys in one "
             f"hash slot, this batch spans {len(slots)}; give the keys one hash tag ({{user1}})."
         )
     if not slots:

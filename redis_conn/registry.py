@@ -21,7 +21,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
-from redis_conn import metrics
+from redis_conn import messages, metrics
 from redis_conn.async_clients import AsyncClient, aclose_client, build_async_client
 from redis_conn.clients import Client, build_client, close_client
 from redis_conn.config import EMBEDDED_DEFAULT, ConnectionSpec, parse
@@ -463,7 +463,7 @@ def _expect(client: object, expected: type[_ClientT], name: str, getter: str) ->
     other = f"{prefix}{'cluster' if cluster else 'standalone'}_redis"
     either = "get_async_redis" if is_async else "get_redis"
     raise TypeError(
-        f"Redis connection {name!r} is {'a cluster' if cluster else 'not a cluster'}, so "
+        f"{messages.subject(name)} is {'a cluster' if cluster else 'not a cluster'}, so "
         f"{getter}({name!r}) cannot return it: use {other}({name!r}), or {either}({name!r}) "
         "for either kind."
     )

@@ -30,6 +30,7 @@ from django.core.cache.backends.base import (
     get_key_func,
 )
 
+from redis_conn import messages
 from redis_conn.clients import Client
 from redis_conn.codecs import Codec
 from redis_conn.django.cache_async import AsyncMethodsMixin
@@ -403,7 +404,7 @@ class RedisCache(  # type: ignore[misc]
         pattern = key_pattern(self.key_func, prefix, search, version)
         if search == "*" and "*" not in pattern:
             raise ValueError(
-                f"The cache on Redis connection {self.connection_name!r} cannot find its keys: "
+                f"The cache on {messages.subject(self.connection_name)} cannot find its keys: "
                 "its KEY_FUNCTION does not put the key into the Redis key."
             )
         return pattern
@@ -416,7 +417,7 @@ class RedisCache(  # type: ignore[misc]
         return hasattr(client, "nodes_manager")
 
     def _not_found(self, key: Any) -> str:
-        return f"Key {key!r} not found in the cache on Redis connection {self.connection_name!r}."
+        return f"Key {key!r} not found in the cache on {messages.subject(self.connection_name)}."
 
     def _ignored(self, exc: Exception, command: str, key: str, result: T) -> T:
         """Re-raise, or with IGNORE_EXCEPTIONS log and return the miss value ``result``.
@@ -442,7 +443,7 @@ class RedisCache(  # type: ignore[misc]
         return result
 
     def __repr__(self) -> str:
-        return f"<RedisCache on Redis connection {self.connection_name!r}>"
+        return f"<RedisCache on {messages.subject(self.connection_name)}>"
 
 
 def get_redis_connection(alias: str = "default", write: bool = True) -> Client:
