@@ -267,7 +267,7 @@ def _pool_report(
         }, []
     every = usages + async_usages
     report: dict[str, Any] = {
-        "class": every[0].pool_class,
+        "class": every[0].behaves_like,
         "max_connections": every[0].max_connections,
         "created": sum(u.created for u in every),
         "in_use": sum(u.in_use for u in every),

@@ -608,13 +608,13 @@ def raise_failures(work: Work, errors: list[BaseException | None]) -> None:
 # -- sending one batch (sync) ----------------------------------------------------------------
 
 
-def checkout(pool: Any) -> Any:
+def _checkout(pool: Any) -> Any:
     return pool.get_connection()
 
 
 def _send_plain(client: Any, name: str, futures: list[Future[Any]]) -> BaseException | None:
     pool = client.connection_pool
-    connection = checkout(pool)
+    connection = _checkout(pool)
     reading = -1  # the reply being read; -1 while sending
     try:
         connection.send_packed_command(connection.pack_commands([f._args for f in futures]))
@@ -642,7 +642,7 @@ def _send_transaction(client: Any, name: str, futures: list[Future[Any]]) -> Bas
     if not sent:
         return None
     pool = client.connection_pool
-    connection = checkout(pool)
+    connection = _checkout(pool)
     reading = False
     try:
         commands = [("MULTI",), *(f._args for f in sent), ("EXEC",)]

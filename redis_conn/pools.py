@@ -95,11 +95,19 @@ def collect_garbage(pool: Any, now: float) -> None:
         gc.collect()
 
 
+def behaviour_name(*, blocking: bool) -> str:
+    """The redis-py pool class a pool waits like: what the health report calls its "class"."""
+    return "BlockingConnectionPool" if blocking else "ConnectionPool"
+
+
 @dataclass(frozen=True)
 class PoolUsage:
     """What one pool holds right now."""
 
-    pool_class: str
+    #: The redis-py pool whose waiting behaviour this pool has, as the health report names it
+    #: (CONTRACT section 5): ``"BlockingConnectionPool"`` (BLOCKING) or ``"ConnectionPool"``.
+    #: Not the pool's class, which is one of ours.
+    behaves_like: str
     max_connections: int
     created: int
     in_use: int
@@ -431,7 +439,7 @@ class GuardedPool(NamedPool):
         lent = [r() for r in self._leases.values()]
         in_use = sum(1 for c in lent if c is not None and not isinstance(c, _Waiter))
         return PoolUsage(
-            pool_class="BlockingConnectionPool" if self.blocking else "ConnectionPool",
+            behaves_like=behaviour_name(blocking=self.blocking),
             max_connections=self.max_connections,
             created=len(self.idle) + in_use,
             in_use=in_use,
