@@ -203,7 +203,7 @@ class ConnectionRegistry:
         return dict(self._clients)
 
     def created_async_clients(self) -> list[tuple[str, AsyncClient]]:
-        """The asyncio clients of every live event loop, by owning name (for metrics)."""
+        """The asyncio clients of every live event loop, by owning name (for health reports)."""
         return [
             (name, client)
             for entry in list(self._async_clients.values())
@@ -377,11 +377,6 @@ _registries: weakref.WeakSet[ConnectionRegistry] = weakref.WeakSet()
 
 def _track_for_fork(registry: ConnectionRegistry) -> None:
     _registries.add(registry)
-
-
-def live_registries() -> list[ConnectionRegistry]:
-    """Every registry of this process that is still in use (metrics read their pools)."""
-    return list(_registries)
 
 
 def _reset_registries_in_child() -> None:
