@@ -15,12 +15,10 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import ExecAbortError, ResponseError
 
-from redis_conn.pipeline import (
-    Future,
-    PipelineBase,
-    Root,
-    Work,
-    check_parent,
+from redis_conn.futures import Future, Work
+from redis_conn.pipeline import PipelineBase, Root, check_parent
+from redis_conn.registry import current_registry
+from redis_conn.settling import (
     fail_unanswered,
     fail_unsettled,
     interrupted,
@@ -29,7 +27,6 @@ from redis_conn.pipeline import (
     settle_transaction,
     settle_unsent_empty,
 )
-from redis_conn.registry import current_registry
 
 
 class AsyncPipeline(PipelineBase):

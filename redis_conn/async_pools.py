@@ -24,7 +24,7 @@ import redis.asyncio.sentinel
 
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import unfit_to_lend
-from redis_conn.pools import NamedPool, PoolUsage, collect_garbage
+from redis_conn.pools import NamedPool, PoolUsage, behaviour_name, collect_garbage
 
 _CREATE = object()  # what a waiter is woken with when it may make a connection
 
@@ -218,7 +218,7 @@ class AsyncGuardedPool(NamedPool):
         lent = [r() for r in self._leases.values()]
         in_use = sum(1 for c in lent if c is not None and not isinstance(c, asyncio.Future))
         return PoolUsage(
-            pool_class="BlockingConnectionPool" if self.blocking else "ConnectionPool",
+            behaves_like=behaviour_name(blocking=self.blocking),
             max_connections=self.max_connections,
             created=len(self.idle) + in_use,
             in_use=in_use,

@@ -48,6 +48,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from redis_conn import messages
 from redis_conn.exceptions import OutcomeUnknown, ReplyNotUnderstood
 from redis_conn.internals import READ_COMMANDS
 from redis_conn.masking import mask_text
@@ -146,8 +147,8 @@ def after_write_rule(connection_name: str, what: str) -> Iterator[_Tally]:
         # redis-py 7.x refreshes the slot table while handling the lost connection; when no
         # node answers, its error would replace the one saying the command may have run.
         logger.warning(
-            "Redis connection %r: after %s was lost, %s: %s",
-            connection_name,
+            "%safter %s was lost, %s: %s",
+            messages.prefix(connection_name),
             what,
             type(exc).__name__,
             mask_text(str(exc)),
@@ -253,8 +254,8 @@ def _refresh(cluster: Any) -> bool:
         cluster.nodes_manager.initialize()
     except Exception as exc:
         logger.warning(
-            "Redis connection %r: the cluster's slot table could not be refreshed (%s: %s).",
-            connection_name_of(cluster),
+            "%sthe cluster's slot table could not be refreshed (%s: %s).",
+            messages.prefix(connection_name_of(cluster)),
             type(exc).__name__,
             mask_text(str(exc)),
         )
@@ -317,7 +318,7 @@ def _one_round(
         _follow_redirects(cluster, results, again)
     except Exception:  # the slot table is redis-py's to mend; these keep their redirect errors
         logger.warning(
-            "Redis connection %r: a cluster redirect could not be followed.", name, exc_info=True
+            "%sa cluster redirect could not be followed.", messages.prefix(name), exc_info=True
         )
         return {}
     return again
@@ -366,7 +367,7 @@ def _unread(
     try:
         connection.disconnect()
     except Exception:  # the commands' outcome is what matters; the pool closes it anyway
-        logger.debug("Redis connection %r: disconnect failed.", name, exc_info=True)
+        logger.debug("%sdisconnect failed.", messages.prefix(name), exc_info=True)
     for index in indices:
         results[index] = _unreadable(name, command_name(commands[index][0]), exc)
 

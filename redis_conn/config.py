@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from redis_conn import messages
 from redis_conn.exceptions import ConfigurationError
 from redis_conn.masking import mask_url
 from redis_conn.naming import server_name
@@ -261,8 +262,7 @@ def _validate_entry(name: object, entry: object, settings: Mapping[Any, Any]) ->
         return [
             Problem(
                 E_NOT_A_MAPPING,
-                f"Redis connection {name!r} must be a dict of settings, "
-                f"not {type(entry).__name__}.",
+                f"{messages.subject(name)} must be a dict of settings, not {type(entry).__name__}.",
                 connection=name,
             )
         ]
@@ -286,7 +286,7 @@ def _unknown_key(name: str, key: object) -> Problem:
     hint = f"Did you mean {guess[0]}?" if guess else f"Valid keys: {', '.join(KNOWN_KEYS)}."
     return Problem(
         E_UNKNOWN_KEY,
-        f"Redis connection {name!r} has an unknown key {key!r}.",
+        f"{messages.subject(name)} has an unknown key {key!r}.",
         connection=name,
         key=str(key),
         hint=hint,
@@ -301,7 +301,7 @@ def _check_alias(name: str, entry: Mapping[str, Any], settings: Mapping[Any, Any
         problems.append(
             Problem(
                 E_ALIAS_EXTRA_KEYS,
-                f"Redis connection {name!r} has ALIAS and also {', '.join(others)}; an alias "
+                f"{messages.subject(name)} has ALIAS and also {', '.join(others)}; an alias "
                 "shares its target's client and pool, so no other key is allowed beside it.",
                 connection=name,
                 key=others[0],
@@ -315,7 +315,7 @@ def _check_alias(name: str, entry: Mapping[str, Any], settings: Mapping[Any, Any
         problems.append(
             Problem(
                 E_ALIAS_MISSING,
-                f"Redis connection {name!r} has ALIAS {target!r}, which is not a configured "
+                f"{messages.subject(name)} has ALIAS {target!r}, which is not a configured "
                 "connection.",
                 connection=name,
                 key="ALIAS",
@@ -340,7 +340,7 @@ def _alias_loops(settings: Mapping[Any, Any]) -> list[Problem]:
                     problems.append(
                         Problem(
                             E_ALIAS_LOOP,
-                            f"Redis connection {loop[0]!r} has an ALIAS loop: {path}.",
+                            f"{messages.subject(loop[0])} has an ALIAS loop: {path}.",
                             connection=loop[0],
                             key="ALIAS",
                             hint="Point one of them at a connection with a URL (or FAKE).",
@@ -360,7 +360,7 @@ def _has_option(entry: Mapping[str, Any], option: str) -> bool:
 def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
     def conflict(key: str, message: str, hint: str) -> Problem:
         return Problem(
-            E_CONFLICT, f"Redis connection {name!r} {message}", connection=name, key=key, hint=hint
+            E_CONFLICT, f"{messages.subject(name)} {message}", connection=name, key=key, hint=hint
         )
 
     problems: list[Problem] = []
@@ -429,7 +429,7 @@ def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
             problems.append(
                 Problem(
                     E_MISSING_URL,
-                    f"Redis connection {name!r} has no URL.",
+                    f"{messages.subject(name)} has no URL.",
                     connection=name,
                     key="URL",
                     hint="Add URL (redis://, rediss:// or unix://), or use ALIAS, FAKE or "
@@ -463,7 +463,7 @@ def _bad_type(name: str, key: str, value: object, expected: str) -> Problem:
     shown = "***" if key in ("URL", "OPTIONS", "SENTINEL_KWARGS") else repr(value)
     return Problem(
         E_BAD_VALUE,
-        f"Redis connection {name!r} has {key}={shown} ({type(value).__name__}); "
+        f"{messages.subject(name)} has {key}={shown} ({type(value).__name__}); "
         f"expected {expected}.",
         connection=name,
         key=key,
@@ -541,7 +541,7 @@ def _check_sentinels(name: str, key: str, value: object) -> Problem | None:
         if not host.strip() or not 1 <= port <= 65535:
             return Problem(
                 E_BAD_VALUE,
-                f"Redis connection {name!r} has SENTINELS[{index}]={(host, port)!r}; expected "
+                f"{messages.subject(name)} has SENTINELS[{index}]={(host, port)!r}; expected "
                 "a non-empty host and a port from 1 to 65535.",
                 connection=name,
                 key=key,

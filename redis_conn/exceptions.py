@@ -8,6 +8,7 @@ from redis.exceptions import ConnectionError as _RedisConnectionError
 from redis.exceptions import MaxConnectionsError as _PoolLimitError
 from redis.exceptions import TimeoutError as _RedisTimeoutError
 
+from redis_conn import messages
 from redis_conn.masking import mask_text
 
 
@@ -31,7 +32,7 @@ class ConnectionNotFound(RedisConnError, KeyError):
         self.configured = sorted(configured)
         listed = ", ".join(repr(n) for n in self.configured) or "none"
         self.message = (
-            f"Redis connection {name!r} is not configured. Configured connections: {listed}."
+            f"{messages.subject(name)} is not configured. Configured connections: {listed}."
         )
         super().__init__(self.message)
 
@@ -56,8 +57,7 @@ class PoolExhausted(RedisConnError, _PoolLimitError):
         else:
             detail = f"no connection was released within POOL_TIMEOUT={waited:g}s"
         super().__init__(
-            f"Redis connection {name!r}: pool exhausted, {detail}; "
-            f"MAX_CONNECTIONS={max_connections}."
+            f"{messages.prefix(name)}pool exhausted, {detail}; MAX_CONNECTIONS={max_connections}."
         )
 
 
@@ -77,7 +77,7 @@ class OutcomeUnknown(RedisConnError):
         self.command = command
         if message is None:
             message = (
-                f"Redis connection {connection_name!r}: {detail.rstrip('.')} after {command} "
+                f"{messages.prefix(connection_name)}{detail.rstrip('.')} after {command} "
                 "was sent; it may or may not have run, and it was not sent again."
             )
         super().__init__(message)
@@ -104,7 +104,7 @@ class ReplyNotUnderstood(OutcomeUnknown, _RedisConnectionError):
             command,
             detail,
             message=(
-                f"Redis connection {connection_name!r}: {command} was sent, then "
+                f"{messages.prefix(connection_name)}{command} was sent, then "
                 f"{detail.rstrip('.')}; it may or may not have run, and it was not sent again."
             ),
         )

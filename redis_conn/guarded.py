@@ -34,6 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from redis_conn import messages
 from redis_conn.exceptions import ConnectionLostAfterWrite, TimeoutAfterWrite
 from redis_conn.internals import is_connected
 from redis_conn.masking import mask_text
@@ -53,9 +54,8 @@ def name_error(exc: BaseException, connection_name: str) -> None:
     if not exc.args:
         return
     message = str(exc.args[0])
-    prefix = f"Redis connection {connection_name!r}: "
-    if connection_name and not message.startswith(prefix):
-        message = prefix + message
+    if connection_name:
+        message = messages.prefixed(connection_name, message)
     exc.args = (mask_text(message), *exc.args[1:])
 
 

@@ -25,6 +25,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from redis_conn import messages
 from redis_conn.budget import ServerUse, apply_budgets, server_uses, summarize
 from redis_conn.config import DEFAULTS, ConnectionSpec
 from redis_conn.masking import connection_secrets, mask_text
@@ -171,10 +172,8 @@ def _multiplex_report(spec: ConnectionSpec) -> dict[str, int] | None:
 
 def _describe(exc: BaseException, spec: ConnectionSpec) -> str:
     secrets = connection_secrets(spec.url, spec.options, spec.sentinel_kwargs)
-    message = str(exc)
-    prefix = f"Redis connection {spec.root!r}: "
-    if not message.startswith(prefix):  # errors of the probe's own connection
-        message = prefix + message
+    # The probe's own connection raises errors that are not prefixed yet.
+    message = messages.prefixed(spec.root, str(exc))
     return mask_text(f"{type(exc).__name__}: {message}", secrets)
 
 
@@ -268,7 +267,7 @@ def _pool_report(
         }, []
     every = usages + async_usages
     report: dict[str, Any] = {
-        "class": every[0].pool_class,
+        "class": every[0].behaves_like,
         "max_connections": every[0].max_connections,
         "created": sum(u.created for u in every),
         "in_use": sum(u.in_use for u in every),

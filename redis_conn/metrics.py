@@ -2,8 +2,10 @@
 
 The rest of the package tells this module three things: a client was built (once per client,
 when its connection is first used), a pool waited or timed out (only through
-``pool.observer``, which stays ``None`` unless metrics are on), and a request's pipeline
-finished. With the ``otel`` extra installed and a ``MeterProvider`` configured (the
+``pool.observer``, a :class:`PoolObserver` (the pools' protocol) that stays ``None`` unless
+metrics are on), and a request's pipeline finished. This module keeps the clients it was
+given (weakly, for the gauges read at collection time): it is fed, it never looks for them.
+With the ``otel`` extra installed and a ``MeterProvider`` configured (the
 OpenTelemetry SDK, or :func:`use_meter_provider`), :mod:`redis_conn.otel` records them as
 OpenTelemetry metrics; otherwise nothing is measured and the hot paths run exactly as
 without this module: the hooks are installed per client, when it is built, or not at all.
@@ -11,7 +13,12 @@ without this module: the hooks are installed per client, when it is built, or no
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+import os
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from redis_conn.pools import PoolObserver
 
 if TYPE_CHECKING:
     from redis_conn.config import ConnectionSpec
@@ -19,21 +26,12 @@ if TYPE_CHECKING:
 __all__ = [
     "PoolObserver",
     "Recorder",
+    "clients",
     "current",
     "instrument_client",
     "request_finished",
     "use_meter_provider",
 ]
-
-
-class PoolObserver(Protocol):
-    """What a pool tells the metrics layer, when its ``observer`` is not ``None``."""
-
-    def waited(self, seconds: float) -> None:
-        """A checkout succeeded after ``seconds`` (waiting for a permit, connecting)."""
-
-    def timed_out(self) -> None:
-        """A checkout raised :class:`~redis_conn.PoolExhausted`."""
 
 
 class Recorder:
@@ -51,6 +49,8 @@ class Recorder:
 _NOOP = Recorder()
 _current: Recorder = _NOOP
 _explicit_provider: Any = None
+# Every client built in this process, by owning connection name, held weakly.
+_clients: list[tuple[str, weakref.ref[Any]]] = []
 
 
 def current() -> Recorder:
@@ -60,7 +60,27 @@ def current() -> Recorder:
 
 def instrument_client(spec: ConnectionSpec, client: Any) -> None:
     """Called by the registry for every client it builds: a cold path, once per client."""
+    if spec.kind != "fake":  # an in-process server: no pools, nothing a dashboard should show
+        _clients[:] = [entry for entry in _clients if entry[1]() is not None]
+        _clients.append((spec.root, weakref.ref(client)))
     _resolve().instrument(spec, client)
+
+
+def clients() -> Iterator[tuple[str, Any]]:
+    """The clients built in this process and still alive, by owning connection name
+    (sync ones and one per event loop), whatever recorder was current when they were built."""
+    for name, ref in list(_clients):
+        client = ref()
+        if client is not None:
+            yield name, client
+
+
+def _forget_clients_in_child() -> None:
+    # A forked child's registries start afresh; the parent's clients are not its own.
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=_forget_clients_in_child)
 
 
 def request_finished(commands: int, round_trips: int, seconds: float) -> None:

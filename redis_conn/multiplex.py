@@ -38,6 +38,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from redis_conn import messages
 from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import ConnectionLostAfterWrite, OutcomeUnknown, TimeoutAfterWrite
 from redis_conn.guarded import numbers_as_text
@@ -52,7 +53,7 @@ def _reason(exc: BaseException, name: str) -> str:
     (nor the guarded connection's own "may or may not have run" wrapping)."""
     if isinstance(exc, OutcomeUnknown) and exc.__cause__ is not None:
         exc = exc.__cause__
-    text = str(exc).removeprefix(f"Redis connection {name!r}: ").rstrip(".")
+    text = messages.unprefixed(name, str(exc)).rstrip(".")
     return text or type(exc).__name__
 
 
@@ -243,7 +244,7 @@ class Multiplexer:
         if self._loop is not loop:
             if self._loop is not None:
                 raise RuntimeError(
-                    f"Redis connection {self.name!r}: this multiplexed client belongs to "
+                    f"{messages.prefix(self.name)}this multiplexed client belongs to "
                     f"another event loop; call get_async_redis({self.name!r}) in this one."
                 )
             self._loop = loop
@@ -312,7 +313,7 @@ class Multiplexer:
         except BaseException as exc:  # closed, or a bug: nobody may wait forever
             if isinstance(exc, asyncio.CancelledError):
                 exc = RedisConnectionError(
-                    f"Redis connection {self.name!r}: the asyncio client was closed (or its "
+                    f"{messages.prefix(self.name)}the asyncio client was closed (or its "
                     "event loop ended) while the command waited."
                 )
             conn, reader = self._shut(exc)
@@ -416,7 +417,7 @@ class Multiplexer:
             self._deadline = self._loop.call_at(due, self._check_deadline)
             return
         error = RedisTimeoutError(
-            f"Redis connection {self.name!r}: no reply within SOCKET_TIMEOUT="
+            f"{messages.prefix(self.name)}no reply within SOCKET_TIMEOUT="
             f"{self._timeout:g}s; the shared connection was closed."
         )
         self._lost(error, self._generation, timed_out=True)
@@ -474,7 +475,7 @@ class Multiplexer:
             detail = f"no reply within SOCKET_TIMEOUT={self._timeout:g}s"
             if read_only:
                 error = RedisTimeoutError(
-                    f"Redis connection {name!r}: {detail} to {command}; the shared connection "
+                    f"{messages.prefix(name)}{detail} to {command}; the shared connection "
                     "was closed."
                 )
             else:
@@ -483,7 +484,7 @@ class Multiplexer:
             detail = f"the shared connection was lost ({_reason(exc, name)})"
             if read_only:
                 error = RedisConnectionError(
-                    f"Redis connection {name!r}: {detail} before the reply to {command} arrived."
+                    f"{messages.prefix(name)}{detail} before the reply to {command} arrived."
                 )
             else:
                 error = ConnectionLostAfterWrite(name, command, detail)
@@ -530,8 +531,7 @@ class Multiplexer:
         (as a redis-py pool does after ``aclose()``)."""
         writer = self._writer
         closed = RedisConnectionError(
-            f"Redis connection {self.name!r}: the asyncio client was closed while the command "
-            "waited."
+            f"{messages.prefix(self.name)}the asyncio client was closed while the command waited."
         )
         conn, reader = self._shut(closed)
         await _quietly_disconnect(conn, wait=True)

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from enum import Enum
 from typing import Any
 
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from redis_conn import messages
 from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import ReplyNotUnderstood
 from redis_conn.internals import NEVER_DECODE, run_pipeline_batch
@@ -94,8 +96,18 @@ _CONNECTION_STATE = frozenset(
     }
 )
 _WITH_SUBCOMMAND = frozenset({"CLIENT", "SCRIPT", "FUNCTION"})
-_SHARED, _DEDICATED, _IF_BLOCK, _BY_SUBCOMMAND = 0, 1, 2, 3
-_routes: dict[Any, int] = {}  # command name as given -> route (a few dozen names at most)
+
+
+class Route(Enum):
+    """Where a command goes, decided from its name alone (and cached by name)."""
+
+    SHARED = "shared"  # the shared connection
+    DEDICATED = "dedicated"  # a connection of the pool, as redis-py sends it
+    IF_BLOCK = "if BLOCK"  # dedicated only with a BLOCK argument (XREAD, XREADGROUP)
+    BY_SUBCOMMAND = "by subcommand"  # decided by the name and its first argument (CLIENT ...)
+
+
+_routes: dict[Any, Route] = {}  # command name as given -> route (a few dozen names at most)
 _MAX_ROUTES = 1024
 
 
@@ -105,15 +117,15 @@ def _upper(value: Any) -> str:
     return str(value).upper()
 
 
-def _route(name: Any) -> int:
+def _route(name: Any) -> Route:
     text = " ".join(_upper(name).split())
     if text in _BLOCKING or text in _CONNECTION_STATE or text.startswith("HIMPORT"):
-        return _DEDICATED
+        return Route.DEDICATED
     if text in _BLOCKING_WITH_OPTION:
-        return _IF_BLOCK
+        return Route.IF_BLOCK
     if text in _WITH_SUBCOMMAND:
-        return _BY_SUBCOMMAND
-    return _SHARED
+        return Route.BY_SUBCOMMAND
+    return Route.SHARED
 
 
 def needs_dedicated(args: tuple[Any, ...]) -> bool:
@@ -127,16 +139,16 @@ def needs_dedicated(args: tuple[Any, ...]) -> bool:
         route = _route(name)
         if len(_routes) < _MAX_ROUTES and isinstance(name, str | bytes):
             _routes[name] = route
-    if route == _SHARED:
+    if route is Route.SHARED:
         return False
-    if route == _DEDICATED:
+    if route is Route.DEDICATED:
         return True
-    if route == _IF_BLOCK:
+    if route is Route.IF_BLOCK:
         return any(
             isinstance(arg, str | bytes) and len(arg) == 5 and _upper(arg) == "BLOCK"
             for arg in args[1:]
         )
-    return len(args) > 1 and _route(f"{_upper(name)} {_upper(args[1])}") == _DEDICATED
+    return len(args) > 1 and _route(f"{_upper(name)} {_upper(args[1])}") is Route.DEDICATED
 
 
 _redis_py_parse_response = redis.asyncio.Redis.parse_response
@@ -285,7 +297,7 @@ class Channel:
     async def read_response(self, disable_decoding: bool = False, **_: Any) -> Any:
         if not self._slots:
             raise RedisConnectionError(
-                f"Redis connection {self._mux.name!r}: a reply was read that was never asked "
+                f"{messages.prefix(self._mux.name)}a reply was read that was never asked "
                 "for on the shared connection."
             )
         return await self._slots.popleft().read_response()

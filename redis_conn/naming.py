@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from redis_conn import messages
+
 #: Between the prefix and the connection name: ``shop:users``.
 SEPARATOR = ":"
 #: What replaces each character Redis refuses in a client name.
@@ -55,7 +57,7 @@ def explain_refused_name(exc: BaseException, connection: str, client_name: str |
     if "setname" not in lowered and "'client'" not in lowered:
         return
     exc.args = (
-        f"Redis connection {connection!r}: the server refused CLIENT SETNAME {client_name!r} "
+        f"{messages.prefix(connection)}the server refused CLIENT SETNAME {client_name!r} "
         f"({message}). Set CLIENT_NAME to False for this connection if a proxy or an ACL "
         "forbids naming connections, or allow the command (ACL: +client|setname).",
         *exc.args[1:],

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, TypeGuard
 
+from redis_conn import messages
 from redis_conn.masking import connection_secrets, mask_pieces, mask_text
 from redis_conn.problems import E_BAD_OPTION, E_CONFLICT, Problem, sentence
 from redis_conn.urls import parsed_url, url_scheme
@@ -97,7 +98,7 @@ def check_option_names(name: str, entry: Mapping[str, Any]) -> list[Problem]:
         problems.append(
             Problem(
                 E_CONFLICT,
-                f"Redis connection {name!r} has CLUSTER with a URL naming db "
+                f"{messages.subject(name)} has CLUSTER with a URL naming db "
                 f"{url_options['db']}; Redis Cluster has only db 0.",
                 connection=name,
                 key="URL",
@@ -113,7 +114,7 @@ def _name_problem(name: str, where: str, option: str, kind: str) -> Problem | No
     if owner is not None:
         return Problem(
             E_BAD_OPTION,
-            f"Redis connection {name!r} has {where}[{option!r}], which the {owner} setting "
+            f"{messages.subject(name)} has {where}[{option!r}], which the {owner} setting "
             "controls.",
             connection=name,
             key=f"{where}.{option}",
@@ -132,7 +133,7 @@ def _name_problem(name: str, where: str, option: str, kind: str) -> Problem | No
     target = "the connections to the sentinels do" if kind == "sentinel-kwargs" else None
     return Problem(
         E_BAD_OPTION,
-        f"Redis connection {name!r} has {where}[{option!r}], which "
+        f"{messages.subject(name)} has {where}[{option!r}], which "
         + (f"{target} not accept." if target else f"a {kind} connection does not accept."),
         connection=name,
         key=f"{where}.{option}",
@@ -258,7 +259,7 @@ def check_option_values(name: str, entry: Mapping[str, Any]) -> list[Problem]:
                 Problem(
                     E_BAD_OPTION,
                     sentence(
-                        f"Redis connection {name!r} has OPTIONS that redis-py refuses "
+                        f"{messages.subject(name)} has OPTIONS that redis-py refuses "
                         f"together: {mask_pieces(mask_text(_describe(error)), secrets)}"
                     ),
                     connection=name,
@@ -311,7 +312,7 @@ def _refused(
     return Problem(
         E_BAD_OPTION,
         sentence(
-            f"Redis connection {name!r} has {where}[{option!r}]{_shown(option, value, where)}, "
+            f"{messages.subject(name)} has {where}[{option!r}]{_shown(option, value, where)}, "
             f"which redis-py refuses: {reason}"
         ),
         connection=name,
@@ -424,7 +425,7 @@ def _value_problem(name: str, where: str, option: str, value: object) -> Problem
         return None
     return Problem(
         E_BAD_OPTION,
-        f"Redis connection {name!r} has {where}[{option!r}]{_shown(option, value, where)}; "
+        f"{messages.subject(name)} has {where}[{option!r}]{_shown(option, value, where)}; "
         f"expected {expected}.",
         connection=name,
         key=f"{where}.{option}",
@@ -443,7 +444,7 @@ def _url_conflicts(
             continue
         if option == "db":
             message = (
-                f"Redis connection {name!r} has OPTIONS['db']={options['db']!r} and a URL "
+                f"{messages.subject(name)} has OPTIONS['db']={options['db']!r} and a URL "
                 f"naming db {url_options['db']}; redis-py would use the URL's db "
                 f"{url_options['db']}."
             )
@@ -453,7 +454,7 @@ def _url_conflicts(
             )
         else:
             message = (
-                f"Redis connection {name!r} has OPTIONS[{option!r}] and its URL sets "
+                f"{messages.subject(name)} has OPTIONS[{option!r}] and its URL sets "
                 f"{option} too; redis-py would use the URL's."
             )
             hint = f"Keep one: remove OPTIONS[{option!r}], or take {option} out of the URL."

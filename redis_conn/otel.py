@@ -29,7 +29,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, MeterProvider, Observation
 
 from redis_conn.config import ConnectionSpec
-from redis_conn.metrics import Recorder
+from redis_conn.metrics import Recorder, clients
 
 POOL_NAME = "db.client.connection.pool.name"
 STATE = "db.client.connection.state"
@@ -152,20 +152,20 @@ class OTelRecorder(Recorder):
             yield Observation(value, {POOL_NAME: name})
 
     def _usages(self) -> Iterator[tuple[str, Any]]:
-        """Every pool of every live registry: the sync one and one per event loop, per name."""
-        from redis_conn.registry import live_registries
-
-        for registry in live_registries():
-            clients = [*registry.created_clients().items(), *registry.created_async_clients()]
-            for name, client in clients:
-                for pool in _pools(client):
-                    # A cluster node found after the client was built gets its hook here.
-                    self.observe_pool(pool, name)
-                    yield name, pool.usage()
+        """Every pool still in service of every client the metrics layer was given: the sync
+        one and one per event loop, per name. A pool retired by ``close_all()`` or
+        ``configure()`` is no longer counted, even if someone still holds its client."""
+        for name, client in clients():
+            for pool in _pools(client):
+                if pool.retired:
+                    continue
+                # A cluster node found after the client was built gets its hook here.
+                self.observe_pool(pool, name)
+                yield name, pool.usage()
 
 
 class PoolMetrics:
-    """A pool's :class:`~redis_conn.metrics.PoolObserver`: records under its connection name."""
+    """A pool's :class:`~redis_conn.pools.PoolObserver`: records under its connection name."""
 
     __slots__ = ("_attributes", "_timeouts", "_wait_time")
 

@@ -24,141 +24,36 @@ from concurrent.futures import Future as ConcurrentFuture
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from redis.cluster import RedisCluster
 from redis.commands import CoreCommands
 from redis.exceptions import (
     ExecAbortError,
-    InvalidResponse,
     MovedError,
     RedisClusterException,
     ResponseError,
-    WatchError,
 )
 
+from redis_conn import messages
 from redis_conn.cluster import send_cluster_batch
-from redis_conn.exceptions import (
-    ConnectionLostAfterWrite,
-    OutcomeUnknown,
-    PipelineError,
-    ReplyNotUnderstood,
-    ResultNotReady,
-)
-from redis_conn.internals import EMPTY_RESPONSE, NEVER_DECODE
+from redis_conn.futures import Future, Work
+from redis_conn.internals import EMPTY_RESPONSE
 from redis_conn.pools import fork_generation
 from redis_conn.registry import ConnectionRegistry, current_registry
+from redis_conn.settling import (
+    fail_unanswered,
+    fail_unsettled,
+    interrupted,
+    raise_failures,
+    settle_replies,
+    settle_transaction,
+    settle_unsent_empty,
+)
 
 __all__ = ["Future", "Pipeline", "PipelineBase", "pipeline"]
 
-T = TypeVar("T")
 P = TypeVar("P", bound="PipelineBase")
-
-_PENDING, _VALUE, _ERROR, _DISCARDED = 0, 1, 2, 3
-
-# Commands whose first argument is not a key and may be a secret (AUTH) or a script body.
-_NO_KEY_SHOWN = frozenset(
-    {"AUTH", "HELLO", "ECHO", "PING", "SELECT", "MIGRATE", "SWAPDB", "WAIT", "WAITAOF", "SCAN"}
-)
-_SCRIPT_CALLS = frozenset({"EVAL", "EVAL_RO", "EVALSHA", "EVALSHA_RO", "FCALL", "FCALL_RO"})
-_KEY_SHOWN_CHARS = 60
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", "backslashreplace")
-    return str(value)
-
-
-def describe_command(connection: str, args: tuple[Any, ...]) -> str:
-    """``"'users': HSET u{1}"``: connection, command name and first key, never any value."""
-    name = _text(args[0]).upper()
-    key: Any = None
-    if name in _SCRIPT_CALLS:
-        # EVAL script numkeys key...: the first key, if any, comes after the key count.
-        if len(args) > 3 and _text(args[2]).isdigit() and int(_text(args[2])) > 0:
-            key = args[3]
-    elif len(args) > 1 and " " not in name and name not in _NO_KEY_SHOWN:
-        key = args[1]
-    if key is None:
-        return f"{connection!r}: {name}"
-    shown = _text(key)
-    if len(shown) > _KEY_SHOWN_CHARS:
-        shown = shown[: _KEY_SHOWN_CHARS - 1] + "…"
-    return f"{connection!r}: {name} {shown}"
-
-
-class Future(Generic[T]):
-    """The result of one queued command, settled when its root pipeline executes.
-
-    ``.result`` raises :class:`ResultNotReady` until then; afterwards it is the command's value,
-    or raises the command's own exception (or its backend's, if the batch failed).
-    """
-
-    __slots__ = ("_args", "_connection", "_options", "_state", "_value")
-
-    _state: int
-    _value: Any  # the value, the exception, or why it was discarded
-
-    def __init__(self, connection: str, args: tuple[Any, ...], options: dict[str, Any]) -> None:
-        self._connection = connection
-        self._args = args
-        self._options = options
-        self._state = _PENDING
-
-    @property
-    def result(self) -> T:
-        state = self._state
-        if state == _VALUE:
-            return self._value  # type: ignore[no-any-return]
-        if state == _ERROR:
-            raise self._value
-        if state == _DISCARDED:
-            raise ResultNotReady(
-                f"{self.command} will never have a result: it was discarded because "
-                f"{self._value}; nothing was sent."
-            )
-        raise ResultNotReady(f"{self.command} has no result yet: its pipeline has not executed.")
-
-    def done(self) -> bool:
-        """Whether the future has settled (a value, an error, or discarded)."""
-        return self._state != _PENDING
-
-    @property
-    def command(self) -> str:
-        """The command, for messages and logs: ``"'users': HSET u{1}"`` (no values)."""
-        return describe_command(self._connection, self._args)
-
-    def __repr__(self) -> str:
-        state = ("pending", "done", "failed", "discarded")[self._state]
-        return f"<Future {self.command} {state}>"
-
-    # -- settling (pipeline internals) -----------------------------------------------------
-
-    def _set(self, value: Any) -> None:
-        self._value = value
-        self._state = _VALUE
-
-    def _fail(self, error: BaseException) -> None:
-        self._value = error
-        self._state = _ERROR
-
-    def _fail_command(self, error: BaseException) -> None:
-        # The command's own error (WRONGTYPE...): name the connection and key in its message,
-        # as redis-py's pipelines do, but without the values they print.
-        prefix = f"{self.command}: "
-        if (
-            isinstance(error, ResponseError)
-            and error.args
-            and isinstance(error.args[0], str)
-            and not error.args[0].startswith(prefix)
-        ):
-            error.args = (prefix + error.args[0], *error.args[1:])
-        self._fail(error)
-
-    def _discard(self, reason: str) -> None:
-        self._value = reason
-        self._state = _DISCARDED
 
 
 class _Batch:
@@ -169,10 +64,6 @@ class _Batch:
     def __init__(self, connection: str) -> None:
         self.connection = connection  # the first name queued on it, as the user wrote it
         self.futures: list[Future[Any]] = []
-
-
-#: What one execute sends: (connection name, futures) per backend.
-Work = list[tuple[str, list[Future[Any]]]]
 
 
 class Root:
@@ -472,148 +363,16 @@ def check_parent(pipe: object, *, transaction: bool, function: str) -> None:
         )
 
 
-# -- settling and reporting (shared with the asyncio twin) -----------------------------------
-
-
-def settle_replies(futures: list[Future[Any]], replies: list[Any]) -> BaseException | None:
-    """Settle futures from a reply list in which failed commands are exception objects."""
-    if len(replies) != len(futures):
-        raise InvalidResponse(f"Expected {len(futures)} replies, got {len(replies)}.")
-    first_error: BaseException | None = None
-    for future, reply in zip(futures, replies, strict=True):
-        if isinstance(reply, Exception):
-            future._fail_command(reply)
-            first_error = first_error or reply
-        else:
-            future._set(reply)
-    return first_error
-
-
-def settle_transaction(
-    client: Any,
-    sent: list[Future[Any]],
-    queue_errors: dict[int, ResponseError],
-    exec_reply: Any,
-) -> BaseException | None:
-    """Settle the commands sent between MULTI and EXEC, from EXEC's reply or EXECABORT.
-
-    ``queue_errors`` maps a position in ``sent`` to the error Redis gave instead of QUEUED.
-    """
-    if isinstance(exec_reply, ExecAbortError) or exec_reply is None:
-        abort = exec_reply if exec_reply is not None else WatchError("EXEC returned no replies.")
-        first_error: BaseException | None = None
-        for index, future in enumerate(sent):
-            error = queue_errors.get(index)
-            if error is not None:
-                future._fail_command(error)
-                first_error = first_error or error
-            else:
-                future._fail(abort)
-        return first_error or abort
-    if len(exec_reply) != len(sent):
-        raise InvalidResponse(f"EXEC returned {len(exec_reply)} replies for {len(sent)} commands.")
-    callbacks = client.response_callbacks
-    first_error = None
-    for future, reply in zip(sent, exec_reply, strict=True):
-        if isinstance(reply, Exception):
-            future._fail_command(reply)
-            first_error = first_error or reply
-            continue
-        # parse_response applies callbacks to single replies; EXEC's array needs them by hand.
-        callback = callbacks.get(future._args[0])
-        if callback is not None:
-            options = {
-                k: v
-                for k, v in future._options.items()
-                if k not in ("keys", NEVER_DECODE, EMPTY_RESPONSE)
-            }
-            try:
-                reply = callback(reply, **options)
-            except Exception as exc:
-                future._fail(exc)
-                first_error = first_error or exc
-                continue
-        future._set(reply)
-    return first_error
-
-
-def settle_unsent_empty(futures: list[Future[Any]]) -> list[Future[Any]]:
-    """In a transaction, settle commands redis-py answers locally (``mget([])``) and skip them.
-
-    Sending them would abort the whole MULTI with an arity error.
-    """
-    to_send = []
-    for future in futures:
-        if EMPTY_RESPONSE in future._options:
-            future._set(future._options[EMPTY_RESPONSE])
-        else:
-            to_send.append(future)
-    return to_send
-
-
-def interrupted(name: str, exc: BaseException) -> ConnectionLostAfterWrite:
-    """What the unanswered commands of a batch stopped by an error, KeyboardInterrupt or a
-    cancellation settle with: they were written, so they may or may not have run."""
-    cause = type(exc)
-    if isinstance(exc, ReplyNotUnderstood) and exc.__cause__ is not None:
-        cause = type(exc.__cause__)  # what went wrong while reading
-    elif isinstance(exc, OutcomeUnknown):  # say TimeoutError, not our subclass's name
-        cause = next(c for c in cause.__mro__ if c.__module__ == "redis.exceptions")
-    error = ConnectionLostAfterWrite(
-        name,
-        "the batch",
-        "",
-        message=f"Redis connection {name!r}: the batch was interrupted by {cause.__name__}; "
-        "its connection was closed and the unanswered commands may or may not have run.",
-    )
-    error.__cause__ = exc
-    return error
-
-
-def fail_unsettled(futures: list[Future[Any]], error: BaseException) -> None:
-    for future in futures:
-        if not future.done():
-            future._fail(error)
-
-
-def fail_unanswered(name: str, futures: list[Future[Any]], exc: BaseException) -> None:
-    """A batch broke off while reading its replies (``futures[0]``'s was being read).
-
-    That command gets the error itself (a timeout, say); the later ones were never answered:
-    they get an "interrupted" error saying they may or may not have run.
-    """
-    if isinstance(exc, Exception) and not futures[0].done():
-        futures[0]._fail(exc)
-    fail_unsettled(futures, interrupted(name, exc))
-
-
-def raise_failures(work: Work, errors: list[BaseException | None]) -> None:
-    """Raise one PipelineError naming every failed backend and command, if any failed."""
-    failed = {
-        name: error for (name, _), error in zip(work, errors, strict=True) if error is not None
-    }
-    if not failed:
-        return
-    commands = [
-        future.command
-        for name, futures in work
-        if name in failed
-        for future in futures
-        if future._state == _ERROR
-    ]
-    raise PipelineError(failed, failed_commands=commands)
-
-
 # -- sending one batch (sync) ----------------------------------------------------------------
 
 
-def checkout(pool: Any) -> Any:
+def _checkout(pool: Any) -> Any:
     return pool.get_connection()
 
 
 def _send_plain(client: Any, name: str, futures: list[Future[Any]]) -> BaseException | None:
     pool = client.connection_pool
-    connection = checkout(pool)
+    connection = _checkout(pool)
     reading = -1  # the reply being read; -1 while sending
     try:
         connection.send_packed_command(connection.pack_commands([f._args for f in futures]))
@@ -641,7 +400,7 @@ def _send_transaction(client: Any, name: str, futures: list[Future[Any]]) -> Bas
     if not sent:
         return None
     pool = client.connection_pool
-    connection = checkout(pool)
+    connection = _checkout(pool)
     reading = False
     try:
         commands = [("MULTI",), *(f._args for f in sent), ("EXEC",)]
@@ -683,7 +442,7 @@ def _send_cluster_transaction(
     slots = {client.determine_slot(*f._args) for f in futures if EMPTY_RESPONSE not in f._options}
     if len(slots) > 1:
         raise RedisClusterException(
-            f"Redis connection {name!r}: a cluster transaction must keep all its keys in one "
+            f"{messages.prefix(name)}a cluster transaction must keep all its keys in one "
             f"hash slot, this batch spans {len(slots)}; give the keys one hash tag ({{user1}})."
         )
     if not slots:

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from threading import get_ident
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import redis.connection
 import redis.sentinel
@@ -41,9 +41,6 @@ import redis.sentinel
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import unfit_to_lend
 from redis_conn.internals import PoolInternals, ensure_connection, is_connected
-
-if TYPE_CHECKING:
-    from redis_conn.metrics import PoolObserver
 
 T = TypeVar("T")
 
@@ -95,11 +92,30 @@ def collect_garbage(pool: Any, now: float) -> None:
         gc.collect()
 
 
+def behaviour_name(*, blocking: bool) -> str:
+    """The redis-py pool class a pool waits like: what the health report calls its "class"."""
+    return "BlockingConnectionPool" if blocking else "ConnectionPool"
+
+
+class PoolObserver(Protocol):
+    """What a pool tells whoever watches it (the metrics layer), when its ``observer`` is
+    not ``None``. Sync and asyncio pools alike call it; :mod:`redis_conn.otel` implements it."""
+
+    def waited(self, seconds: float) -> None:
+        """A checkout succeeded after ``seconds`` (waiting for a permit, connecting)."""
+
+    def timed_out(self) -> None:
+        """A checkout raised :class:`~redis_conn.PoolExhausted`."""
+
+
 @dataclass(frozen=True)
 class PoolUsage:
     """What one pool holds right now."""
 
-    pool_class: str
+    #: The redis-py pool whose waiting behaviour this pool has, as the health report names it
+    #: (CONTRACT section 5): ``"BlockingConnectionPool"`` (BLOCKING) or ``"ConnectionPool"``.
+    #: Not the pool's class, which is one of ours.
+    behaves_like: str
     max_connections: int
     created: int
     in_use: int
@@ -141,6 +157,7 @@ class NamedPool(PoolInternals):
         self.blocking = blocking
         self.pool_timeout = pool_timeout
         self.observer: PoolObserver | None = None
+        self._closed = False
         # Only re-authentication listens to "a connection was released" (redis-py's streaming
         # credential providers), or a listener on a dispatcher passed in; without either, the
         # event is not built for every release.
@@ -149,6 +166,11 @@ class NamedPool(PoolInternals):
             or kwargs.get("event_dispatcher") is not None
         )
         super().__init__(*args, **kwargs)
+
+    @property
+    def retired(self) -> bool:
+        """Whether ``retire()`` was called: its client was let go by its registry."""
+        return self._closed
 
     def __repr__(self) -> str:
         # redis-py's layout exactly (its own tests parse it). Beyond redis-py's four redacted
@@ -431,7 +453,7 @@ class GuardedPool(NamedPool):
         lent = [r() for r in self._leases.values()]
         in_use = sum(1 for c in lent if c is not None and not isinstance(c, _Waiter))
         return PoolUsage(
-            pool_class="BlockingConnectionPool" if self.blocking else "ConnectionPool",
+            behaves_like=behaviour_name(blocking=self.blocking),
             max_connections=self.max_connections,
             created=len(self.idle) + in_use,
             in_use=in_use,

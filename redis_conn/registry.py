@@ -21,7 +21,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
-from redis_conn import metrics
+from redis_conn import messages, metrics
 from redis_conn.async_clients import AsyncClient, aclose_client, build_async_client
 from redis_conn.clients import Client, build_client, close_client
 from redis_conn.config import EMBEDDED_DEFAULT, ConnectionSpec, parse
@@ -203,7 +203,7 @@ class ConnectionRegistry:
         return dict(self._clients)
 
     def created_async_clients(self) -> list[tuple[str, AsyncClient]]:
-        """The asyncio clients of every live event loop, by owning name (for metrics)."""
+        """The asyncio clients of every live event loop, by owning name (for health reports)."""
         return [
             (name, client)
             for entry in list(self._async_clients.values())
@@ -379,11 +379,6 @@ def _track_for_fork(registry: ConnectionRegistry) -> None:
     _registries.add(registry)
 
 
-def live_registries() -> list[ConnectionRegistry]:
-    """Every registry of this process that is still in use (metrics read their pools)."""
-    return list(_registries)
-
-
 def _reset_registries_in_child() -> None:
     for registry in list(_registries):
         registry._after_fork_in_child()
@@ -463,7 +458,7 @@ def _expect(client: object, expected: type[_ClientT], name: str, getter: str) ->
     other = f"{prefix}{'cluster' if cluster else 'standalone'}_redis"
     either = "get_async_redis" if is_async else "get_redis"
     raise TypeError(
-        f"Redis connection {name!r} is {'a cluster' if cluster else 'not a cluster'}, so "
+        f"{messages.subject(name)} is {'a cluster' if cluster else 'not a cluster'}, so "
         f"{getter}({name!r}) cannot return it: use {other}({name!r}), or {either}({name!r}) "
         "for either kind."
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from redis_conn import messages
 from redis_conn.masking import mask_pieces, mask_text, mask_url, url_secrets, userinfo_cut_short
 from redis_conn.problems import E_BAD_URL, E_CONFLICT, Problem, sentence
 
@@ -34,7 +35,7 @@ def check_url(name: str, key: str, url: str) -> Problem | None:
     """The first thing wrong with ``url`` (a ``str``), or None."""
 
     def problem(text: str, hint: str | None = None, *, id: str = E_BAD_URL) -> Problem:
-        message = f"Redis connection {name!r} has URL {mask_url(url)!r} {text}"
+        message = f"{messages.subject(name)} has URL {mask_url(url)!r} {text}"
         return Problem(id, sentence(message), connection=name, key=key, hint=hint)
 
     scheme = url_scheme(url)

@@ -20,7 +20,7 @@ from redis_conn.registry import ConnectionRegistry
 from redis_conn.request_scope import RequestPipeline
 
 POOL = "db.client.connection.pool.name"
-# The gauges read every live registry of the process: the tests use names no other test uses.
+# The gauges read every client built in this process: the tests use names no other test uses.
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def untyped_request(request: HttpRequest) -> HttpResponse:
 
 def typed_request(request: RedisHttpRequest) -> HttpResponse:
     hits = request.redis.incr("hits")
-    # N: Revealed type is "redis_conn.pipeline.Future[Any]"
+    # N: Revealed type is "redis_conn.futures.Future[Any]"
     reveal_type(hits)
     # N: Revealed type is "redis_conn.pipeline.Pipeline"
     reveal_type(request.redis["users"])

@@ -30,6 +30,7 @@ from django.core.cache.backends.base import (
     get_key_func,
 )
 
+from redis_conn import messages
 from redis_conn.clients import Client
 from redis_conn.codecs import Codec
 from redis_conn.django.cache_async import AsyncMethodsMixin
@@ -39,16 +40,16 @@ from redis_conn.django.cache_incr import incr
 from redis_conn.django.cache_keys import key_pattern
 from redis_conn.django.cache_options import (
     OPTION_KEYS,
-    caches_by_connection,
     codec,
     error_policy,
     option_problems,
     scan_itersize,
 )
 from redis_conn.django.cache_structures import StructuresMixin
+from redis_conn.django.conf import caches_on, follow_settings
 from redis_conn.internals import NEVER_DECODE
 from redis_conn.masking import mask_text
-from redis_conn.registry import connections, current_registry, get_async_redis, get_redis
+from redis_conn.registry import current_registry, get_async_redis, get_redis
 
 T = TypeVar("T")
 
@@ -66,25 +67,6 @@ logger = logging.getLogger("redis_conn.cache")
 SCAN_COUNT = 1000
 _NEVER_DECODE = {NEVER_DECODE: True}  # values are bytes even where OPTIONS decode_responses
 _MEMCACHE_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
-
-
-_followed = False
-
-
-def _follow_django_settings() -> None:
-    # Without "redis_conn.django" in INSTALLED_APPS nobody pointed the process-wide registry at
-    # REDIS_CONNECTIONS: do what the app's ready() does, unless someone configured it already.
-    # Looked at once per process, by the first cache made.
-    global _followed
-    _followed = True
-    source = connections.source
-    if source.loader is None and source.settings is None:
-        from django.core.signals import setting_changed
-
-        from redis_conn.django.apps import _setting_changed, install
-
-        install()
-        setting_changed.connect(_setting_changed, dispatch_uid="redis_conn.setting_changed")
 
 
 # aset, adelete_many and aclear return what set, delete_many and clear return (django-redis's
@@ -112,8 +94,9 @@ class RedisCache(  # type: ignore[misc]
         self._itersize = scan_itersize(SCAN_COUNT)
         reverse = params.get("REVERSE_KEY_FUNCTION")  # django-redis's, for custom KEY_FUNCTIONs
         self._reverse_key_func = get_key_func(reverse) if reverse else None
-        if not _followed:
-            _follow_django_settings()
+        # Without "redis_conn.django" in INSTALLED_APPS nobody pointed the process-wide
+        # registry at REDIS_CONNECTIONS: the first cache made does (see follow_settings).
+        follow_settings(unless_configured=True)
 
     def validate_key(self, key: str) -> None:
         # Django's CacheKeyWarning, looked for only where one is due: most keys get none.
@@ -403,7 +386,7 @@ class RedisCache(  # type: ignore[misc]
         pattern = key_pattern(self.key_func, prefix, search, version)
         if search == "*" and "*" not in pattern:
             raise ValueError(
-                f"The cache on Redis connection {self.connection_name!r} cannot find its keys: "
+                f"The cache on {messages.subject(self.connection_name)} cannot find its keys: "
                 "its KEY_FUNCTION does not put the key into the Redis key."
             )
         return pattern
@@ -416,7 +399,7 @@ class RedisCache(  # type: ignore[misc]
         return hasattr(client, "nodes_manager")
 
     def _not_found(self, key: Any) -> str:
-        return f"Key {key!r} not found in the cache on Redis connection {self.connection_name!r}."
+        return f"Key {key!r} not found in the cache on {messages.subject(self.connection_name)}."
 
     def _ignored(self, exc: Exception, command: str, key: str, result: T) -> T:
         """Re-raise, or with IGNORE_EXCEPTIONS log and return the miss value ``result``.
@@ -442,7 +425,15 @@ class RedisCache(  # type: ignore[misc]
         return result
 
     def __repr__(self) -> str:
-        return f"<RedisCache on Redis connection {self.connection_name!r}>"
+        return f"<RedisCache on {messages.subject(self.connection_name)}>"
+
+
+def caches_by_connection() -> dict[str, list[str]]:
+    """The CACHES aliases on this backend, by the connection name their LOCATION gives."""
+    found: dict[str, list[str]] = {}
+    for alias, params in caches_on(RedisCache):
+        found.setdefault(params.get("LOCATION") or "default", []).append(alias)
+    return found
 
 
 def get_redis_connection(alias: str = "default", write: bool = True) -> Client:

@@ -9,19 +9,33 @@ It does not copy django-redis's private attributes (``_serializer``, ``_clients`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from redis_conn.clients import Client
+from redis_conn.codecs import Codec
 from redis_conn.registry import get_redis
 
-if TYPE_CHECKING:
-    from redis_conn.django.cache import RedisCache
+
+class CacheParts(Protocol):
+    """What this object reads of its cache (a :class:`~redis_conn.django.cache.RedisCache`),
+    named here so that this module needs nothing of the backend's."""
+
+    connection_name: str
+    key_prefix: str
+    version: int
+    key_func: Callable[..., str]
+
+    @property
+    def _codec(self) -> Codec: ...
+
+    def _pattern(self, search: str, version: Any = None, prefix: str | None = None) -> str: ...
 
 
 class CacheClient:
     """django-redis's ``DefaultClient`` public surface for one redis_conn cache."""
 
-    def __init__(self, cache: RedisCache) -> None:
+    def __init__(self, cache: CacheParts) -> None:
         self._cache = cache
 
     def get_client(self, write: bool = True, tried: list[int] | None = None) -> Client:

@@ -2,8 +2,7 @@
 
 One place that says what is wrong with a cache's OPTIONS (the system checks show it, the
 backend raises it at first use), django-redis's ``DJANGO_REDIS_*`` settings that fill in
-what OPTIONS leaves out, and which CACHES aliases use the backend, by connection (for
-``redis_pools``). Imports nothing of the backend itself at module level.
+what OPTIONS leaves out. Imports nothing of the backend itself.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.utils.module_loading import import_string
 
 from redis_conn.codecs import (
     COMPRESSORS,
@@ -30,7 +28,6 @@ from redis_conn.codecs import (
 __all__ = [
     "OPTION_KEYS",
     "ErrorPolicy",
-    "caches_by_connection",
     "codec",
     "error_policy",
     "option_problems",
@@ -190,22 +187,3 @@ def _pickle_protocol(options: dict[str, Any], default: int) -> int:
             f"pickle.HIGHEST_PROTOCOL ({pickle.HIGHEST_PROTOCOL})."
         )
     return version
-
-
-def caches_by_connection() -> dict[str, list[str]]:
-    """The CACHES aliases on this backend, by the connection name their LOCATION gives."""
-    found: dict[str, list[str]] = {}
-    for alias, params in getattr(settings, "CACHES", {}).items():
-        try:
-            backend = import_string(params.get("BACKEND", ""))
-        except ImportError:
-            continue
-        if isinstance(backend, type) and issubclass(backend, _backend()):
-            found.setdefault(params.get("LOCATION") or "default", []).append(alias)
-    return found
-
-
-def _backend() -> type[Any]:
-    from redis_conn.django.cache import RedisCache
-
-    return RedisCache

@@ -27,15 +27,18 @@ from redis_conn.config import (
     parse,
     validate,
 )
+from redis_conn.django.conf import (
+    CLIENT_NAME_PREFIX_SETTING,
+    ON_FLUSH_ERROR_SETTING,
+    SERVER_TIMING_SETTING,
+    WORKER_THREADS_SETTING,
+    caches_on,
+)
 from redis_conn.django.reporting import SafeExceptionReporterFilter
 from redis_conn.masking import connection_secrets
 from redis_conn.request_scope import ON_ERROR_CHOICES
 from redis_conn.setting_names import misspelled_connections_setting
 
-ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
-WORKER_THREADS_SETTING = "REDIS_CONN_WORKER_THREADS"
-SERVER_TIMING_SETTING = "REDIS_CONN_SERVER_TIMING"
-CLIENT_NAME_PREFIX_SETTING = "REDIS_CONN_CLIENT_NAME_PREFIX"
 #: What a Redis server accepts unless its maxclients says otherwise.
 DEFAULT_MAXCLIENTS = 10_000
 
@@ -359,13 +362,7 @@ def _cache_messages(specs: dict[str, ConnectionSpec]) -> list[CheckMessage]:
     from redis_conn.django.cache_options import option_problems
 
     messages: list[CheckMessage] = []
-    for alias, params in getattr(settings, "CACHES", {}).items():
-        try:
-            backend = import_string(params.get("BACKEND", ""))
-        except ImportError:
-            continue  # Django's own checks and cache handler report that
-        if not (isinstance(backend, type) and issubclass(backend, RedisCache)):
-            continue
+    for alias, params in caches_on(RedisCache):
         obj = f"CACHES[{alias!r}]"
         messages.extend(
             Error(problem, hint=E020_HINT, obj=obj, id="redis_conn.E020")

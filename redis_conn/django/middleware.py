@@ -18,7 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponseBase
 
-from redis_conn.django.checks import ON_FLUSH_ERROR_SETTING, SERVER_TIMING_SETTING
+from redis_conn.django.conf import ON_FLUSH_ERROR_SETTING, SERVER_TIMING_SETTING
 from redis_conn.django.request import RedisHttpRequest, RequestRedis
 from redis_conn.request_scope import (
     OnError,

@@ -36,7 +36,15 @@ from redis_conn.request_scope import (
     add_scope_resolver,
     server_timing_header,
 )
-from redis_conn.setting_names import misspelled_connections_setting
+
+# Config keys shared with Django (one definition); CLIENT_NAME_PREFIX absent: the app's name.
+from redis_conn.setting_names import (
+    CLIENT_NAME_PREFIX_SETTING,
+    CONNECTIONS_SETTING,
+    ON_FLUSH_ERROR_SETTING,
+    SERVER_TIMING_SETTING,
+    misspelled_connections_setting,
+)
 
 if TYPE_CHECKING:
     from flask.wrappers import Response
@@ -60,18 +68,12 @@ __all__ = [
 #: The key of ``app.extensions`` holding an app's state.
 EXTENSION_NAME = "redis_conn"
 #: The config key of the connections (CONTRACT section 1); absent: one FAKE "default".
-SETTINGS_NAME = "REDIS_CONNECTIONS"
+SETTINGS_NAME = CONNECTIONS_SETTING
 #: flask-redis's config key: here, the URL of the "default" connection.
 URL_SETTING = "REDIS_URL"
-#: The config key saying what a failed flush of the request pipeline does: "raise" or "log".
-ON_FLUSH_ERROR_SETTING = "REDIS_CONN_ON_FLUSH_ERROR"
 #: The config key saying who sees the whole report of the health view (redis_conn.flask.health):
 #: False (the default: nobody, statuses only), True (everyone) or a callable asked per request.
 HEALTH_DETAILS_SETTING = "REDIS_CONN_HEALTH_DETAILS"
-#: The config key of the prefix of every connection's name on the server; absent: the app's.
-CLIENT_NAME_PREFIX_SETTING = "REDIS_CONN_CLIENT_NAME_PREFIX"
-#: The config key that adds a Server-Timing header to responses that used the pipeline.
-SERVER_TIMING_SETTING = "REDIS_CONN_SERVER_TIMING"
 
 HealthDetails = bool | Callable[[], bool]
 

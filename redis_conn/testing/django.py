@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.signals import setting_changed
 from django.test.utils import TestContextDecorator
 
-from redis_conn.django.apps import SETTINGS_NAME
+from redis_conn.django.conf import SETTINGS_NAME
 from redis_conn.registry import ConnectionRegistry
 from redis_conn.testing import FakeConnections, fake_connections
 
