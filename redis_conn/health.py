@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis
 from redis.backoff import NoBackoff
@@ -30,16 +30,35 @@ from redis_conn.budget import ServerUse, apply_budgets, server_uses, summarize
 from redis_conn.config import DEFAULTS, ConnectionSpec
 from redis_conn.masking import connection_secrets, mask_text
 
-if TYPE_CHECKING:
-    from redis_conn.registry import ConnectionRegistry
-
 #: A PING slower than this (milliseconds) makes a connection "degraded".
 SLOW_PING_MS = 250.0
 _SERVER_FACTS = ("redis_version", "role", "connected_clients", "used_memory")
 
 
+class Connections(Protocol):
+    """What the report reads of a set of named connections: a
+    :class:`~redis_conn.registry.ConnectionRegistry` (the registry calls the report, the
+    report never imports the registry)."""
+
+    def names(self) -> list[str]:
+        """Every configured name, aliases included."""
+        ...
+
+    def spec(self, name: str) -> ConnectionSpec:
+        """The checked settings of ``name``."""
+        ...
+
+    def get(self, name: str) -> Any:
+        """The shared sync client of ``name``."""
+        ...
+
+    def created_async_clients(self) -> Iterable[tuple[str, Any]]:
+        """The asyncio clients of every live event loop, by owning connection name."""
+        ...
+
+
 def build_report(
-    registry: ConnectionRegistry,
+    registry: Connections,
     *,
     ping: bool = True,
     names: Iterable[str] | None = None,
@@ -77,7 +96,7 @@ def build_report(
     return {"status": overall_status(e["status"] for e in entries), "connections": entries}
 
 
-def _server_uses_of(registry: ConnectionRegistry, spec: ConnectionSpec) -> list[ServerUse]:
+def _server_uses_of(registry: Connections, spec: ConnectionSpec) -> list[ServerUse]:
     """The servers a connection outside the report reaches; none if it cannot be asked."""
     if spec.kind == "fake":
         return []
@@ -109,15 +128,13 @@ def exit_code(report: dict[str, Any]) -> int:
     return 0 if all(c["status"] != "down" for c in report["connections"]) else 1
 
 
-def check_connection(
-    registry: ConnectionRegistry, spec: ConnectionSpec, *, ping: bool
-) -> dict[str, Any]:
+def check_connection(registry: Connections, spec: ConnectionSpec, *, ping: bool) -> dict[str, Any]:
     """One connection's entry of the report (without a budget)."""
     return _check(registry, spec, ping=ping)[0]
 
 
 def _check(
-    registry: ConnectionRegistry, spec: ConnectionSpec, *, ping: bool, sockets: bool = True
+    registry: Connections, spec: ConnectionSpec, *, ping: bool, sockets: bool = True
 ) -> tuple[dict[str, Any], list[ServerUse]]:
     uses: list[ServerUse] = []
     entry: dict[str, Any] = {
@@ -233,7 +250,7 @@ def _server_facts(info: dict[str, Any]) -> dict[str, Any]:
     return {"version": facts["version"], **{k: v for k, v in facts.items() if k != "version"}}
 
 
-def _async_pools(registry: ConnectionRegistry, spec: ConnectionSpec) -> list[Any]:
+def _async_pools(registry: Connections, spec: ConnectionSpec) -> list[Any]:
     """The asyncio pools of a connection in this process: one per event loop that used it.
 
     The Django cache's async methods and async views hold their sockets there, not in the
@@ -301,7 +318,7 @@ _ROLES = {"master": "primary", "slave": "replica"}
 
 
 def _check_cluster(
-    registry: ConnectionRegistry,
+    registry: Connections,
     spec: ConnectionSpec,
     entry: dict[str, Any],
     *,
