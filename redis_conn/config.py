@@ -99,19 +99,19 @@ class ConnectionSpec:
     kind: Kind
     root: str  # the connection that owns the pool: ``name`` itself unless this is an alias
     url: str | None = None
-    cluster: bool = False
     read_from_replicas: bool = False
     sentinels: tuple[tuple[str, int], ...] = ()
     service_name: str | None = None
     sentinel_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    max_connections: int = 50
-    blocking: bool = True
-    pool_timeout: float = 5.0
-    socket_timeout: float | None = 5.0
-    socket_connect_timeout: float | None = 2.0
-    health_check_interval: float = 30
-    retry: int = 3
-    multiplex: bool = False
+    # The defaults of the settings are DEFAULTS' (parse() always gives them all).
+    max_connections: int = DEFAULTS["MAX_CONNECTIONS"]
+    blocking: bool = DEFAULTS["BLOCKING"]
+    pool_timeout: float = DEFAULTS["POOL_TIMEOUT"]
+    socket_timeout: float | None = DEFAULTS["SOCKET_TIMEOUT"]
+    socket_connect_timeout: float | None = DEFAULTS["SOCKET_CONNECT_TIMEOUT"]
+    health_check_interval: float = DEFAULTS["HEALTH_CHECK_INTERVAL"]
+    retry: int = DEFAULTS["RETRY"]
+    multiplex: bool = DEFAULTS["MULTIPLEX"]
     options: Mapping[str, Any] = field(default_factory=dict)
     #: The name its connections send with CLIENT SETNAME (the owner's, for an alias); None: off.
     client_name: str | None = None
@@ -214,7 +214,6 @@ def _spec(name: str, entry: Mapping[str, Any], client_name_prefix: str | None) -
         kind=kind,
         root=name,
         url=entry.get("URL"),
-        cluster=bool(entry.get("CLUSTER", False)),
         read_from_replicas=bool(entry.get("READ_FROM_REPLICAS", False)),
         sentinels=tuple((str(h), int(p)) for h, p in entry.get("SENTINELS", ())),
         service_name=entry.get("SERVICE_NAME"),

@@ -13,7 +13,8 @@ from flask.cli import AppGroup
 from redis_conn.budget import WORKERS_SETTING, known_workers
 from redis_conn.exceptions import ConnectionNotFound
 from redis_conn.flask.state import app_registry
-from redis_conn.health import build_report, exit_code, render
+from redis_conn.health import build_report, exit_code
+from redis_conn.health_text import render
 
 redis_cli = AppGroup("redis", help="Inspect this app's Redis connections (redis_conn).")
 
