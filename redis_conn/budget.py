@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -115,18 +115,28 @@ def summarize(uses: list[ServerUse]) -> tuple[int | None, int | None]:
     return (max(named) if named else None, min(limits) if limits else None)
 
 
-def apply_budgets(
-    entries: dict[str, dict[str, Any]],
+@dataclass(frozen=True)
+class BudgetCheck:
+    """A connection's budget: the report's ``budget``, and the problem when over 80%."""
+
+    budget: dict[str, Any]
+    problem: str | None
+
+
+def budgets(
+    names: Iterable[str],
     specs: dict[str, ConnectionSpec],
     uses: dict[str, list[ServerUse]],
     workers: int,
-) -> None:
-    """Add ``budget`` to each entry (by owning name), and a problem when over 80%."""
+) -> dict[str, BudgetCheck]:
+    """The budget of each of ``names`` (owning connections); ``specs`` and ``uses`` cover
+    every connection that shares a server with them."""
     per_server: dict[str, int] = defaultdict(int)
     for name, server_list in uses.items():
         for use in server_list:
             per_server[use.run_id] += specs[name].max_connections * workers
-    for name, entry in entries.items():
+    checks = {}
+    for name in names:
         spec = specs[name]
         total = spec.max_connections * workers
         budget: dict[str, Any] = {
@@ -137,16 +147,17 @@ def apply_budgets(
             "maxclients": None,
             "percent": None,
         }
-        entry["budget"] = budget
+        problem = None
         worst = _worst(uses.get(name, []), per_server)
-        if worst is None:
-            continue
-        use, server_total = worst
-        assert use.maxclients is not None
-        percent = round(100 * server_total / use.maxclients, 1)
-        budget.update(server_total=server_total, maxclients=use.maxclients, percent=percent)
-        if server_total > BUDGET_SHARE * use.maxclients:
-            _add_problem(entry, _over_budget(spec, workers, server_total, use, percent))
+        if worst is not None:
+            use, server_total = worst
+            assert use.maxclients is not None
+            percent = round(100 * server_total / use.maxclients, 1)
+            budget.update(server_total=server_total, maxclients=use.maxclients, percent=percent)
+            if server_total > BUDGET_SHARE * use.maxclients:
+                problem = _over_budget(spec, workers, server_total, use, percent)
+        checks[name] = BudgetCheck(budget, problem)
+    return checks
 
 
 def _worst(uses: list[ServerUse], per_server: dict[str, int]) -> tuple[ServerUse, int] | None:
@@ -180,10 +191,3 @@ def _over_budget(
         f"{own} connections{shared}, {percent:g}% of maxclients {use.maxclients}{where} "
         f"(more than 80%); {change}"
     )
-
-
-def _add_problem(entry: dict[str, Any], problem: str) -> None:
-    if entry["status"] == "down":
-        return
-    entry["status"] = "degraded"
-    entry["error"] = problem if not entry["error"] else f"{entry['error']}; {problem}"

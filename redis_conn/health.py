@@ -15,31 +15,98 @@ report are the application's own, untouched by the probe.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_conn import messages
-from redis_conn.budget import ServerUse, apply_budgets, server_uses, summarize
+from redis_conn.budget import ServerUse, budgets, server_uses, summarize
 from redis_conn.config import DEFAULTS, ConnectionSpec
 from redis_conn.masking import connection_secrets, mask_text
-
-if TYPE_CHECKING:
-    from redis_conn.registry import ConnectionRegistry
 
 #: A PING slower than this (milliseconds) makes a connection "degraded".
 SLOW_PING_MS = 250.0
 _SERVER_FACTS = ("redis_version", "role", "connected_clients", "used_memory")
 
 
+Status = Literal["ok", "degraded", "down"]
+
+
+@dataclass
+class ConnectionHealth:
+    """One connection's entry of the report; :meth:`asdict` is what ``--json`` prints.
+
+    Checks report what they find through :meth:`degrade` (reachable, with a problem) and
+    :meth:`down` (unreachable): the status is decided there and nowhere else.
+    """
+
+    name: str
+    alias_of: str | None
+    kind: str
+    target: str
+    status: Status = "ok"
+    error: str | None = None
+    ping_ms: float | None = None
+    pool: dict[str, Any] | None = None
+    server: dict[str, Any] | None = None
+    server_connections: int | None = None
+    maxclients: int | None = None
+    budget: dict[str, Any] | None = None
+    mode: Literal["pooled", "multiplexed"] = "pooled"
+    multiplex: dict[str, int] | None = None
+    nodes: list[dict[str, Any]] | None = None  # a cluster's nodes; absent from the JSON otherwise
+
+    def degrade(self, reason: str) -> None:
+        """A problem that leaves the connection reachable; a connection down stays down."""
+        if self.status == "down":
+            return
+        self.status = "degraded"
+        self.error = reason if not self.error else f"{self.error}; {reason}"
+
+    def down(self, reason: str) -> None:
+        """The connection cannot be used: ``reason`` says why."""
+        self.status = "down"
+        self.error = reason
+
+    def asdict(self) -> dict[str, Any]:
+        """The entry as ``--json`` prints it (keys in this order)."""
+        entry = dataclasses.asdict(self)
+        if self.nodes is None:
+            del entry["nodes"]
+        return entry
+
+
+class Connections(Protocol):
+    """What the report reads of a set of named connections: a
+    :class:`~redis_conn.registry.ConnectionRegistry` (the registry calls the report, the
+    report never imports the registry)."""
+
+    def names(self) -> list[str]:
+        """Every configured name, aliases included."""
+        ...
+
+    def spec(self, name: str) -> ConnectionSpec:
+        """The checked settings of ``name``."""
+        ...
+
+    def get(self, name: str) -> Any:
+        """The shared sync client of ``name``."""
+        ...
+
+    def created_async_clients(self) -> Iterable[tuple[str, Any]]:
+        """The asyncio clients of every live event loop, by owning connection name."""
+        ...
+
+
 def build_report(
-    registry: ConnectionRegistry,
+    registry: Connections,
     *,
     ping: bool = True,
     names: Iterable[str] | None = None,
@@ -53,7 +120,7 @@ def build_report(
     """
     wanted = list(names) if names is not None else registry.names()
     specs = [registry.spec(name) for name in wanted]
-    checked: dict[str, dict[str, Any]] = {}
+    checked: dict[str, ConnectionHealth] = {}
     uses: dict[str, list[ServerUse]] = {}
     for spec in specs:
         if spec.root not in checked:
@@ -68,16 +135,18 @@ def build_report(
                 root = registry.spec(registry.spec(name).root)
                 if root.name not in uses:
                     roots[root.name], uses[root.name] = root, _server_uses_of(registry, root)
-        apply_budgets(checked, roots, uses, workers)
-    entries = []
-    for spec in specs:
-        entry = dict(checked[spec.root])
-        entry["name"], entry["alias_of"] = spec.name, spec.alias_of
-        entries.append({"name": entry.pop("name"), "alias_of": entry.pop("alias_of"), **entry})
+        for name, check in budgets(checked, roots, uses, workers).items():
+            checked[name].budget = check.budget
+            if check.problem is not None:
+                checked[name].degrade(check.problem)
+    entries = [
+        dataclasses.replace(checked[spec.root], name=spec.name, alias_of=spec.alias_of).asdict()
+        for spec in specs
+    ]
     return {"status": overall_status(e["status"] for e in entries), "connections": entries}
 
 
-def _server_uses_of(registry: ConnectionRegistry, spec: ConnectionSpec) -> list[ServerUse]:
+def _server_uses_of(registry: Connections, spec: ConnectionSpec) -> list[ServerUse]:
     """The servers a connection outside the report reaches; none if it cannot be asked."""
     if spec.kind == "fake":
         return []
@@ -109,55 +178,40 @@ def exit_code(report: dict[str, Any]) -> int:
     return 0 if all(c["status"] != "down" for c in report["connections"]) else 1
 
 
-def check_connection(
-    registry: ConnectionRegistry, spec: ConnectionSpec, *, ping: bool
-) -> dict[str, Any]:
-    """One connection's entry of the report (without a budget)."""
-    return _check(registry, spec, ping=ping)[0]
-
-
 def _check(
-    registry: ConnectionRegistry, spec: ConnectionSpec, *, ping: bool, sockets: bool = True
-) -> tuple[dict[str, Any], list[ServerUse]]:
-    uses: list[ServerUse] = []
-    entry: dict[str, Any] = {
-        "kind": spec.kind,
-        "target": spec.target,
-        "status": "ok",
-        "error": None,
-        "ping_ms": None,
-        "pool": None,
-        "server": None,
-        "server_connections": None,
-        "maxclients": None,
-        "budget": None,
-        "mode": "multiplexed" if spec.multiplex else "pooled",
-        "multiplex": _multiplex_report(spec),
-    }
+    registry: Connections, spec: ConnectionSpec, *, ping: bool, sockets: bool = True
+) -> tuple[ConnectionHealth, list[ServerUse]]:
+    entry = ConnectionHealth(
+        name=spec.name,
+        alias_of=spec.alias_of,
+        kind=spec.kind,
+        target=spec.target,
+        mode="multiplexed" if spec.multiplex else "pooled",
+        multiplex=_multiplex_report(spec),
+    )
     if spec.kind == "cluster":
         return _check_cluster(registry, spec, entry, ping=ping, sockets=sockets)
+    uses: list[ServerUse] = []
     problems: list[str] = []
     try:
         client = registry.get(spec.name)
         if ping:
-            entry["ping_ms"], entry["server"], info = _probe_server(client, spec)
-            if entry["ping_ms"] > SLOW_PING_MS:
-                problems.append(f"PING took {entry['ping_ms']:.0f} ms")
+            entry.ping_ms, entry.server, info = _probe_server(client, spec)
+            if entry.ping_ms > SLOW_PING_MS:
+                problems.append(f"PING took {entry.ping_ms:.0f} ms")
             if sockets and spec.kind != "fake":
                 uses = server_uses(client, spec, info=info, opened=_probing)
-                entry["server_connections"], entry["maxclients"] = summarize(uses)
-        entry["pool"], pool_problems = _pool_report(client, spec, _async_pools(registry, spec))
+                entry.server_connections, entry.maxclients = summarize(uses)
+        entry.pool, pool_problems = _pool_report(client, spec, _async_pools(registry, spec))
         problems.extend(pool_problems)
-        role = (entry["server"] or {}).get("role")
+        role = (entry.server or {}).get("role")
         if spec.kind == "sentinel" and role not in (None, "master"):
             problems.append(f"sentinel primary answers as {role}")
     except Exception as exc:  # a report shows every failure; it never raises one
-        entry["status"] = "down"
-        entry["error"] = _describe(exc, spec)
+        entry.down(_describe(exc, spec))
         return entry, []
-    if problems:
-        entry["status"] = "degraded"
-        entry["error"] = "; ".join(problems)
+    for problem in problems:
+        entry.degrade(problem)
     return entry, uses
 
 
@@ -167,7 +221,7 @@ def _multiplex_report(spec: ConnectionSpec) -> dict[str, int] | None:
         return None
     from redis_conn.multiplex import usage
 
-    return asdict(usage(spec))
+    return dataclasses.asdict(usage(spec))
 
 
 def _describe(exc: BaseException, spec: ConnectionSpec) -> str:
@@ -233,7 +287,7 @@ def _server_facts(info: dict[str, Any]) -> dict[str, Any]:
     return {"version": facts["version"], **{k: v for k, v in facts.items() if k != "version"}}
 
 
-def _async_pools(registry: ConnectionRegistry, spec: ConnectionSpec) -> list[Any]:
+def _async_pools(registry: Connections, spec: ConnectionSpec) -> list[Any]:
     """The asyncio pools of a connection in this process: one per event loop that used it.
 
     The Django cache's async methods and async views hold their sockets there, not in the
@@ -301,48 +355,44 @@ _ROLES = {"master": "primary", "slave": "replica"}
 
 
 def _check_cluster(
-    registry: ConnectionRegistry,
+    registry: Connections,
     spec: ConnectionSpec,
-    entry: dict[str, Any],
+    entry: ConnectionHealth,
     *,
     ping: bool,
     sockets: bool,
-) -> tuple[dict[str, Any], list[ServerUse]]:
+) -> tuple[ConnectionHealth, list[ServerUse]]:
     uses: list[ServerUse] = []
     try:
         client = registry.get(spec.name)  # redis-py asks the configured node for the topology
-        entry["pool"], problems = _pool_report(client, spec, _async_pools(registry, spec))
+        entry.pool, problems = _pool_report(client, spec, _async_pools(registry, spec))
         nodes = _cluster_nodes(client, spec, ping=ping)
         if ping and sockets:
             uses = server_uses(client, spec, opened=_probing)
-            entry["server_connections"], entry["maxclients"] = summarize(uses)
+            entry.server_connections, entry.maxclients = summarize(uses)
     except Exception as exc:  # a report shows every failure; it never raises one
-        entry["status"] = "down"
-        entry["error"] = _describe(exc, spec)
+        entry.down(_describe(exc, spec))
         return entry, []
     by_node = {use.address: use for use in uses}
     for node in nodes:
         use = by_node.get(node.name)
         if use is not None:
             node.report["server_connections"], node.report["maxclients"] = use.named, use.maxclients
-    entry["nodes"] = [node.report for node in nodes]
+    entry.nodes = [node.report for node in nodes]
     answering = [node for node in nodes if node.answered]
     down = [node.problem for node in nodes if node.problem is not None]
     if ping:
         if not answering:
-            entry["status"] = "down"
-            entry["error"] = "no node of the cluster answers: " + "; ".join(down)
+            entry.down("no node of the cluster answers: " + "; ".join(down))
             return entry, uses
-        entry["ping_ms"] = max(node.report["ping_ms"] for node in answering)
+        entry.ping_ms = max(node.report["ping_ms"] for node in answering)
         primary = next((n for n in answering if n.report["role"] == "primary"), answering[0])
         if primary.info is not None:
-            entry["server"] = _server_facts(primary.info)
-        if entry["ping_ms"] > SLOW_PING_MS:
-            problems.append(f"PING took {entry['ping_ms']:.0f} ms")
-    problems = down + problems
-    if problems:
-        entry["status"] = "degraded"
-        entry["error"] = "; ".join(problems)
+            entry.server = _server_facts(primary.info)
+        if entry.ping_ms > SLOW_PING_MS:
+            problems.append(f"PING took {entry.ping_ms:.0f} ms")
+    for problem in down + problems:
+        entry.degrade(problem)
     return entry, uses
 
 
@@ -429,91 +479,3 @@ def _cluster_view(cluster: Any) -> dict[str, Any]:
         # A node without an address yet (``:0``) cannot be checked.
         return {name: info for name, info in view.items() if not name.endswith(":0")}
     return {}
-
-
-def render(report: dict[str, Any], *, as_json: bool = False) -> str:
-    """The report as the CLIs print it: JSON, or a table a person reads at a glance.
-
-    With a budget (``--workers``) the table has two more columns: the sockets named after
-    the connection on its server (every process) of ``maxclients``, and the budget.
-    """
-    if as_json:
-        import json
-
-        return json.dumps(report, indent=2)
-    budgets = any(c.get("budget") for c in report["connections"])
-    header: tuple[str, ...] = ("NAME", "KIND", "TARGET", "STATUS", "PING", "POOL", "SERVER")
-    if budgets:
-        header += ("NAMED", "BUDGET")
-    rows: list[tuple[str, ...]] = [header]
-    for c in report["connections"]:
-        name = c["name"] if c["alias_of"] is None else f"{c['name']} -> {c['alias_of']}"
-        ping = "-" if c["ping_ms"] is None else f"{c['ping_ms']:.2f}ms"
-        pool = c["pool"]
-        if pool is None or pool["max_connections"] is None:
-            pool_text = "-"
-        else:
-            pool_text = f"{pool['in_use']}/{pool['created']}/{pool['max_connections']}"
-        server = c["server"] or {}
-        server_text = " ".join(
-            str(v) for v in (server.get("version"), server.get("role")) if v is not None
-        )
-        row: tuple[str, ...] = (
-            name,
-            c["kind"],
-            c["target"],
-            c["status"],
-            ping,
-            pool_text,
-            server_text or "-",
-        )
-        if budgets:
-            row += (_named_text(c), _budget_text(c.get("budget")))
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-    for c in report["connections"]:
-        if c["error"]:
-            lines.append(f"{c['name']}: {c['error']}")
-    for c in report["connections"]:  # Django's report: the CACHES aliases on each connection
-        if c.get("caches"):
-            lines.append(f"{c['name']}: used by CACHES {', '.join(map(repr, c['caches']))}")
-    for c in report["connections"]:
-        asyncio_pools = (c["pool"] or {}).get("asyncio")
-        if asyncio_pools and c["alias_of"] is None:
-            lines.append(
-                f"{c['name']}: POOL counts {asyncio_pools['created']} asyncio connection(s) "
-                f"({asyncio_pools['in_use']} in use) in the pools of "
-                f"{asyncio_pools['pools']} event loop(s)"
-            )
-    for c in report["connections"]:
-        mux = c.get("multiplex")
-        if mux is not None and c["alias_of"] is None:
-            lines.append(
-                f"{c['name']}: multiplexed (asyncio): {mux['in_flight']} in flight on "
-                f"{mux['connected']} shared connection(s) of {mux['event_loops']} event "
-                f"loop(s), {mux['reconnects']} reconnect(s)"
-            )
-    legend = "POOL = in use/created/max"
-    if budgets:
-        legend += "; NAMED = sockets with this name on the server/maxclients"
-    lines.append(f"overall: {report['status']}  ({legend})")
-    return "\n".join(lines)
-
-
-def _named_text(entry: dict[str, Any]) -> str:
-    named, limit = entry.get("server_connections"), entry.get("maxclients")
-    if named is None and limit is None:
-        return "-"
-    return f"{'?' if named is None else named}/{'?' if limit is None else limit}"
-
-
-def _budget_text(budget: dict[str, Any] | None) -> str:
-    if not budget:
-        return "-"
-    if budget["percent"] is None:
-        return f"{budget['total']}"
-    return f"{budget['server_total']} ({budget['percent']:g}%)"

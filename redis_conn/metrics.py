@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis_conn.pools import PoolObserver
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from redis_conn.config import ConnectionSpec
 
 __all__ = [
+    "NoRecorder",
     "PoolObserver",
     "Recorder",
     "clients",
@@ -34,19 +35,39 @@ __all__ = [
 ]
 
 
-class Recorder:
-    """The metrics of the process; this base class records nothing."""
+class Recorder(Protocol):
+    """The metrics of the process: what this module tells the recorder in use.
+
+    :class:`redis_conn.otel.OTelRecorder` implements it without importing this module (it is
+    handed :func:`clients` when it is made), so the optional extra is a leaf below us."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is recorded."""
+        ...
+
+    def instrument(self, spec: ConnectionSpec, client: Any) -> None:
+        """Give a newly built client (sync or asyncio) its metrics hooks."""
+        ...
+
+    def request_finished(self, commands: int, round_trips: int, seconds: float) -> None:
+        """A request's pipeline sent ``commands`` in ``round_trips``, taking ``seconds``."""
+        ...
+
+
+class NoRecorder:
+    """The recorder while metrics are off: it records nothing."""
 
     enabled = False
 
     def instrument(self, spec: ConnectionSpec, client: Any) -> None:
-        """Give a newly built client (sync or asyncio) its metrics hooks."""
+        pass
 
     def request_finished(self, commands: int, round_trips: int, seconds: float) -> None:
-        """A request's pipeline sent ``commands`` in ``round_trips``, taking ``seconds``."""
+        pass
 
 
-_NOOP = Recorder()
+_NOOP: Recorder = NoRecorder()
 _current: Recorder = _NOOP
 _explicit_provider: Any = None
 # Every client built in this process, by owning connection name, held weakly.
@@ -114,5 +135,5 @@ def _resolve() -> Recorder:
     if provider is None:
         _current = _NOOP
     elif not (isinstance(_current, otel.OTelRecorder) and _current.provider is provider):
-        _current = otel.OTelRecorder(provider)
+        _current = otel.OTelRecorder(provider, clients)
     return _current

@@ -16,7 +16,7 @@ import ssl
 import warnings
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from redis_conn import messages
 from redis_conn.masking import connection_secrets, mask_pieces, mask_text
@@ -60,17 +60,34 @@ SENTINEL_KWARGS_OWNED = {
 URL_PARTS = frozenset({"host", "port", "path", "db", "username", "password", "connection_class"})
 
 
-def kind_of(entry: Mapping[str, Any]) -> str:
-    """Which redis-py classes an (otherwise valid) entry's connections are built from."""
-    url = entry.get("URL")
-    scheme = url_scheme(url) if isinstance(url, str) else "redis"
+#: What a connection is (the report's ``kind``).
+Kind = Literal["standalone", "unix", "cluster", "sentinel", "fake"]
+
+
+def connection_kind(entry: Mapping[str, Any]) -> Kind:
+    """What an entry's connection is; the one classifier (an entry with both SENTINELS and
+    CLUSTER is refused by the checks, and classified as a sentinel meanwhile)."""
     if entry.get("FAKE") is True:
         return "fake"
-    if entry.get("CLUSTER") is True:
-        return "cluster-tls" if scheme == "rediss" else "cluster"
-    if "SENTINELS" in entry:
+    if entry.get("SENTINELS"):
         return "sentinel"
-    return {"rediss": "tls", "unix": "unix"}.get(scheme, "tcp")
+    if entry.get("CLUSTER") is True:
+        return "cluster"
+    url = entry.get("URL")
+    return "unix" if isinstance(url, str) and url_scheme(url) == "unix" else "standalone"
+
+
+def kind_of(entry: Mapping[str, Any]) -> str:
+    """Which redis-py classes an (otherwise valid) entry's connections are built from: its
+    :func:`connection_kind`, with TCP told apart from TLS."""
+    url = entry.get("URL")
+    tls = isinstance(url, str) and url_scheme(url) == "rediss"
+    kind = connection_kind(entry)
+    if kind == "cluster":
+        return "cluster-tls" if tls else "cluster"
+    if kind == "standalone":
+        return "tls" if tls else "tcp"
+    return kind
 
 
 # -- names --------------------------------------------------------------------------------

@@ -29,7 +29,9 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, MeterProvider, Observation
 
 from redis_conn.config import ConnectionSpec
-from redis_conn.metrics import Recorder, clients
+
+# What the metrics layer hands us: the clients it was given, by owning connection name.
+Clients = Callable[[], Iterable[tuple[str, Any]]]
 
 POOL_NAME = "db.client.connection.pool.name"
 STATE = "db.client.connection.state"
@@ -55,13 +57,17 @@ def configured_provider() -> MeterProvider | None:
     return provider
 
 
-class OTelRecorder(Recorder):
-    """Every instrument of redis_conn, on one MeterProvider."""
+class OTelRecorder:
+    """Every instrument of redis_conn, on one MeterProvider: a :class:`redis_conn.metrics.Recorder`.
+
+    ``clients`` yields the clients the metrics layer was given (it is fed, it never looks);
+    the gauges read their pools when they are collected."""
 
     enabled = True
 
-    def __init__(self, provider: MeterProvider) -> None:
+    def __init__(self, provider: MeterProvider, clients: Clients) -> None:
         self.provider = provider
+        self._clients = clients
         meter = provider.get_meter("redis_conn", version("redis_conn"))
         self.wait_time = meter.create_histogram(
             "db.client.connection.wait_time",
@@ -155,7 +161,7 @@ class OTelRecorder(Recorder):
         """Every pool still in service of every client the metrics layer was given: the sync
         one and one per event loop, per name. A pool retired by ``close_all()`` or
         ``configure()`` is no longer counted, even if someone still holds its client."""
-        for name, client in clients():
+        for name, client in self._clients():
             for pool in _pools(client):
                 if pool.retired:
                     continue

@@ -302,7 +302,7 @@ def budget_table(request: pytest.FixtureRequest) -> str:
     import redis
 
     from redis_conn import ConnectionRegistry
-    from redis_conn.health import render
+    from redis_conn.health_text import render
 
     servers = Servers(request)
     held = [redis.Redis(port=servers.a.port, client_name="shop:jobs") for _ in range(6)]

@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from redis_conn import ConnectionRegistry
-from redis_conn.health import exit_code, render
+from redis_conn.health import exit_code
+from redis_conn.health_text import render
 
 try:
     from servers import ClusterDeployment, wait_until

@@ -39,7 +39,7 @@ from redis_conn.async_pools import AsyncGuardedConnectionPool
 from redis_conn.clients import connection_kwargs, pool_kwargs
 from redis_conn.config import parse
 from redis_conn.guarded import async_connection_class
-from redis_conn.health import render
+from redis_conn.health_text import render
 from redis_conn.multiplex import Multiplexer
 from redis_conn.multiplex_client import MultiplexedRedis, multiplexed_client, needs_dedicated
 from redis_conn.named_clients import NamedRedis

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from redis_conn.budget import known_workers
-from redis_conn.health import render
+from redis_conn.health_text import render
 from redis_conn.registry import ConnectionRegistry
 
 try:

@@ -264,4 +264,4 @@ def test_without_the_otel_extra_the_no_op_recorder_is_used(redis_server: Any) ->
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["Recorder", "False", "None"]
+    assert result.stdout.split() == ["NoRecorder", "False", "None"]

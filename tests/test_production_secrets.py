@@ -35,7 +35,7 @@ from redis_conn.django.checks import check_settings
 from redis_conn.django.views import health as health_view
 from redis_conn.flask import RedisConn
 from redis_conn.flask.extension import app_registry
-from redis_conn.health import render
+from redis_conn.health_text import render
 from redis_conn.masking import mask_url
 from redis_conn.pipeline import pipeline
 from redis_conn.registry import connections

@@ -13,22 +13,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "redis_conn"
 
-# The circles that remain, each to be broken and then removed from here; this list only
-# shrinks. A new circle fails the test, and so does one listed here that is gone.
-KNOWN_CIRCLES = {
-    # The optional extra: metrics imports otel lazily, only when it is installed; otel
-    # implements metrics' Recorder. The issue's goal: their only edge with each other.
-    frozenset({"redis_conn.metrics", "redis_conn.otel"}),
-    # ConnectionRegistry.health() (the public connections.health()) imports health lazily;
-    # health names ConnectionRegistry in its type hints.
-    frozenset({"redis_conn.health", "redis_conn.registry"}),
-    # extension.py adds the CLI group; the CLI looks the app's registry up in extension.py
-    # (issue 20 item 6: one app_state module that cli, views, caching and session import).
-    frozenset({"redis_conn.flask.cli", "redis_conn.flask.extension"}),
-    # fake_connections() follows Django's setting changes through testing.django, lazily.
-    frozenset({"redis_conn.testing", "redis_conn.testing.django"}),
-}
-
 
 def module_names() -> dict[str, tuple[Path, bool]]:
     """Dotted name -> (path, whether it is a package's ``__init__``)."""
@@ -113,10 +97,11 @@ def describe(graph: dict[str, set[str]], circle: frozenset[str]) -> str:
 def test_the_graph_sees_every_kind_of_import() -> None:
     graph = import_graph()
     assert "redis_conn.clients" in graph["redis_conn.registry"]  # module level
-    # function-local: metrics imports otel inside _resolve()
+    # function-local: metrics imports otel inside _resolve(), and otel not metrics back
     assert "redis_conn.otel" in graph["redis_conn.metrics"]
-    # TYPE_CHECKING: health names the registry in its hints only
-    assert "redis_conn.registry" in graph["redis_conn.health"]
+    assert "redis_conn.metrics" not in graph["redis_conn.otel"]
+    # TYPE_CHECKING: metrics names the spec in its hints only
+    assert "redis_conn.config" in graph["redis_conn.metrics"]
     # "from redis_conn import messages" is the module, not the package
     assert "redis_conn.messages" in graph["redis_conn.guarded"]
     assert "redis_conn" not in graph["redis_conn.guarded"]
@@ -124,12 +109,7 @@ def test_the_graph_sees_every_kind_of_import() -> None:
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset({"a", "b", "c"})]
 
 
-def test_the_import_graph_has_no_circle_but_the_known_ones() -> None:
+def test_the_import_graph_has_no_circle() -> None:
     graph = import_graph()
     found = circles(graph)
-    new = [c for c in found if c not in KNOWN_CIRCLES]
-    assert not new, "import circles:\n" + "\n".join(describe(graph, c) for c in new)
-    gone = KNOWN_CIRCLES - set(found)
-    assert not gone, (
-        f"no longer circles, remove them from KNOWN_CIRCLES: {sorted(map(sorted, gone))}"
-    )
+    assert not found, "import circles:\n" + "\n".join(describe(graph, c) for c in found)

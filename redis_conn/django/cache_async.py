@@ -27,8 +27,11 @@ T = TypeVar("T")
 
 
 class AsyncMethodsMixin:
-    """aget, aset, aadd, atouch, adelete, ahas_key, aincr, adecr, aget_many, aset_many,
-    adelete_many, aget_or_set, aincr_version, adecr_version, aclear, aclose."""
+    """aget, aset, aadd, atouch, adelete, ahas_key, aincr, aget_many, aset_many,
+    adelete_many, aincr_version (keeping the TTL, as the sync one), aclear, aclose.
+
+    BaseCache's own aget_or_set, adecr and adecr_version are built on these, so they are
+    inherited: they too run on the asyncio client."""
 
     # Provided by RedisCache.
     _itersize: int
@@ -130,9 +133,6 @@ class AsyncMethodsMixin:
             raise ValueError(self._not_found(key))
         return int(value)
 
-    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return await self.aincr(key, -delta, version)
-
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         key_map = {self.make_and_validate_key(key, version=version): key for key in keys}
         if not key_map:
@@ -183,18 +183,6 @@ class AsyncMethodsMixin:
         except NETWORK_ERRORS as exc:
             return self._ignored(exc, "DEL", made[0], 0)
 
-    async def aget_or_set(
-        self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
-    ) -> Any:
-        value = await self.aget(key, self._missing_key, version=version)
-        if value is self._missing_key:
-            if callable(default):
-                default = default()
-            await self.aadd(key, default, timeout=timeout, version=version)
-            # Read again: another caller may have added a value between aget() and aadd().
-            return await self.aget(key, default, version=version)
-        return value
-
     async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         if version is None:
             version = self.version
@@ -205,9 +193,6 @@ class AsyncMethodsMixin:
         await self.aset(key, value, ttl, version=version + delta)
         await self.adelete(key, version=version)
         return version + delta
-
-    async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return await self.aincr_version(key, -delta, version)
 
     async def aclear(self) -> bool:
         """See :meth:`clear`."""

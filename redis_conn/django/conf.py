@@ -9,8 +9,8 @@ never at import time. Imports nothing else of ``redis_conn.django``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 from django.conf import ENVIRONMENT_VARIABLE, settings
 from django.core.signals import setting_changed
@@ -35,6 +35,7 @@ __all__ = [
     "WORKER_THREADS_SETTING",
     "caches_on",
     "default_client_name_prefix",
+    "follow_setting_changes",
     "follow_settings",
     "install",
     "load_client_name_prefix",
@@ -109,6 +110,33 @@ def _setting_changed(*, setting: str, **kwargs: Any) -> None:
         install()
     elif setting == CLIENT_NAME_PREFIX_SETTING:
         connections.reload()  # the prefix is read again with the settings; same loader
+
+
+class Follower(Protocol):
+    """Something that redoes its work after the registry was given new settings: a test's
+    :class:`~redis_conn.testing.FakeConnections`, which fakes the new connections in turn."""
+
+    def follow(self) -> None: ...
+
+
+def follow_setting_changes(follower: Follower) -> Callable[[], None]:
+    """Call ``follower.follow()`` whenever REDIS_CONNECTIONS changes; returns the undo.
+
+    The receiver of :func:`follow_settings` (connected in the app's ``ready()``, so earlier)
+    points the registry back at the settings first; this one, connected later, runs after it.
+    """
+
+    def receiver(*, setting: str, **kwargs: Any) -> None:
+        if setting == SETTINGS_NAME:
+            follower.follow()
+
+    uid = f"redis_conn.testing.follow.{id(follower)}"
+    setting_changed.connect(receiver, weak=False, dispatch_uid=uid)
+
+    def undo() -> None:
+        setting_changed.disconnect(dispatch_uid=uid)
+
+    return undo
 
 
 def caches_on(backend: type[Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:

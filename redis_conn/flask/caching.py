@@ -18,8 +18,8 @@ from flask import Flask
 from flask_caching.backends.rediscache import RedisCache
 
 from redis_conn.exceptions import ConfigurationError
-from redis_conn.flask.extension import app_registry
 from redis_conn.flask.named import app_connection
+from redis_conn.flask.state import app_registry
 
 #: The config key naming the connection.
 CONNECTION_SETTING = "CACHE_REDIS_CONNECTION"

@@ -12,7 +12,9 @@ from flask.cli import AppGroup
 
 from redis_conn.budget import WORKERS_SETTING, known_workers
 from redis_conn.exceptions import ConnectionNotFound
-from redis_conn.health import build_report, exit_code, render
+from redis_conn.flask.state import app_registry
+from redis_conn.health import build_report, exit_code
+from redis_conn.health_text import render
 
 redis_cli = AppGroup("redis", help="Inspect this app's Redis connections (redis_conn).")
 
@@ -45,8 +47,6 @@ def pools(as_json: bool, names: tuple[str, ...], workers: int | None, no_ping: b
 
     Exits with status 0 when every connection is reachable, 1 otherwise.
     """
-    from redis_conn.flask.extension import app_registry  # extension.py imports this module
-
     registry = app_registry(current_app)
     configured = registry.names()
     if not configured:

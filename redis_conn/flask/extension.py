@@ -18,7 +18,6 @@ import inspect
 import logging
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import redis
@@ -27,6 +26,14 @@ from flask.signals import got_request_exception
 
 from redis_conn.exceptions import ConfigurationError, ConnectionNotFound
 from redis_conn.flask.cli import redis_cli
+from redis_conn.flask.state import (
+    EXTENSION_NAME,
+    AppState,
+    app_registry,
+    app_state,
+    current_state,
+    registered_state,
+)
 from redis_conn.naming import prefix_from_module
 from redis_conn.registry import ConnectionRegistry, add_registry_resolver
 from redis_conn.request_scope import (
@@ -65,8 +72,6 @@ __all__ = [
     "app_state",
 ]
 
-#: The key of ``app.extensions`` holding an app's state.
-EXTENSION_NAME = "redis_conn"
 #: The config key of the connections (CONTRACT section 1); absent: one FAKE "default".
 SETTINGS_NAME = CONNECTIONS_SETTING
 #: flask-redis's config key: here, the URL of the "default" connection.
@@ -74,8 +79,6 @@ URL_SETTING = "REDIS_URL"
 #: The config key saying who sees the whole report of the health view (redis_conn.flask.health):
 #: False (the default: nobody, statuses only), True (everyone) or a callable asked per request.
 HEALTH_DETAILS_SETTING = "REDIS_CONN_HEALTH_DETAILS"
-
-HealthDetails = bool | Callable[[], bool]
 
 _G_SCOPE = "_redis_conn_request_pipeline"
 _GUARDED = "__redis_conn_guarded__"
@@ -86,17 +89,6 @@ logger = logging.getLogger("redis_conn.request")
 class FakeDefaultWarning(UserWarning):
     """An app configured with neither REDIS_CONNECTIONS nor REDIS_URL, outside debug and
     testing mode: its "default" connection is the embedded in-process fake server."""
-
-
-@dataclass(frozen=True)
-class _AppState:
-    """What ``init_app`` keeps for one app in ``app.extensions["redis_conn"]``."""
-
-    extension: RedisConn
-    registry: ConnectionRegistry
-    on_flush_error: OnError
-    health_details: HealthDetails = False
-    server_timing: bool = False
 
 
 class RedisConn:
@@ -163,7 +155,7 @@ class RedisConn:
                 CLIENT_NAME_PREFIX_SETTING, prefix_from_module(app.name)
             ),
         )
-        app.extensions[EXTENSION_NAME] = _AppState(
+        app.extensions[EXTENSION_NAME] = AppState(
             self,
             registry,
             on_flush_error,
@@ -237,19 +229,14 @@ class RedisConn:
             )
         return _request_scope(state).pipeline
 
-    def _state(self, used: str) -> _AppState:
+    def _state(self, used: str) -> AppState:
         if not has_app_context():
             raise RuntimeError(
                 f"{used} was used outside of an application context, so there is no "
                 "app to take the connections from. Did you forget rc.init_app(app), or to push "
                 "an app context ('with app.app_context():')? Views and 'flask' commands have one."
             )
-        state = current_app.extensions.get(EXTENSION_NAME)
-        if not isinstance(state, _AppState):
-            raise RuntimeError(
-                f"{used}: the Flask app {current_app.name!r} is not registered with "
-                "redis_conn. Did you forget to call rc.init_app(app) in the app factory?"
-            )
+        state = app_state(current_app, used=used)
         if state.extension is not self:
             raise RuntimeError(
                 f"{used}: the Flask app {current_app.name!r} was registered with "
@@ -322,45 +309,22 @@ def _not_a_connection(error: ConnectionNotFound, used: str, takes: str) -> Conne
     return error
 
 
-def app_registry(app: Flask) -> ConnectionRegistry:
-    """The :class:`~redis_conn.ConnectionRegistry` that ``init_app`` made for ``app``."""
-    return app_state(app).registry
-
-
-def app_state(app: Flask) -> _AppState:
-    """What ``init_app`` keeps for ``app``: its registry and its settings."""
-    state = app.extensions.get(EXTENSION_NAME)
-    if not isinstance(state, _AppState):
-        raise RuntimeError(
-            f"The Flask app {app.name!r} is not registered with redis_conn. Did you forget to "
-            "call rc.init_app(app) in the app factory?"
-        )
-    return state
-
-
 # -- resolvers: the core API inside an app context ---------------------------------------------
 
 
-def _current_state() -> _AppState | None:
-    if not has_app_context():
-        return None
-    state = current_app.extensions.get(EXTENSION_NAME)
-    return state if isinstance(state, _AppState) else None
-
-
 def _current_app_registry() -> ConnectionRegistry | None:
-    state = _current_state()
+    state = current_state()
     return None if state is None else state.registry
 
 
 def _current_request_scope() -> RequestPipeline | None:
     if not has_request_context():
         return None
-    state = _current_state()
+    state = current_state()
     return None if state is None else _request_scope(state)
 
 
-def _request_scope(state: _AppState) -> RequestPipeline:
+def _request_scope(state: AppState) -> RequestPipeline:
     scope: RequestPipeline | None = g.get(_G_SCOPE)
     if scope is None:
         scope = RequestPipeline(state.registry, description=f"{request.method} {request.path}")
@@ -375,7 +339,7 @@ def _flush_request_pipeline(response: Response) -> Response:
     """after_request: send the batch, once, before the response leaves."""
     scope: RequestPipeline | None = g.get(_G_SCOPE)
     if scope is not None:
-        state = _current_state()
+        state = current_state()
         on_error: OnError = "raise" if state is None else state.on_flush_error
         # "raise": the PipelineError propagates and Flask answers 500 (and logs it).
         scope.flush(on_error=on_error)
@@ -412,7 +376,7 @@ def _drop_queued(why: str) -> None:
 
 
 def _drop_on_unhandled_exception(sender: Flask, exception: BaseException, **extra: Any) -> None:
-    if has_request_context() and isinstance(sender.extensions.get(EXTENSION_NAME), _AppState):
+    if has_request_context() and registered_state(sender) is not None:
         _drop_queued(f"unhandled {type(exception).__name__}")
 
 

@@ -19,8 +19,8 @@ from flask_session.defaults import Defaults
 from flask_session.redis import RedisSessionInterface
 
 from redis_conn.exceptions import ConfigurationError
-from redis_conn.flask.extension import app_registry
 from redis_conn.flask.named import NamedClient, app_connection
+from redis_conn.flask.state import app_registry
 
 #: The config key naming the connection.
 CONNECTION_SETTING = "SESSION_REDIS_CONNECTION"

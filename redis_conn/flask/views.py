@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from flask import current_app, jsonify
 from flask.wrappers import Response
 
-from redis_conn.flask.extension import app_state
+from redis_conn.flask.state import app_state
 from redis_conn.health import exit_code, public_report
 
 #: The Cache-Control of Django's never_cache: no proxy serves a stale answer.

@@ -170,7 +170,7 @@ def _follow_framework(swap: FakeConnections) -> Callable[[], None]:
     # Django's app re-reads REDIS_CONNECTIONS when the setting changes. Django is imported only
     # when its app already is, so the core stays framework-free.
     if swap.registry is connections and "redis_conn.django.apps" in sys.modules:
-        from redis_conn.testing.django import follow_setting_changes
+        from redis_conn.django.conf import follow_setting_changes
 
         return follow_setting_changes(swap)
     return _nothing

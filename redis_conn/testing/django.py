@@ -20,37 +20,16 @@ are faked too.
 from __future__ import annotations
 
 import unittest
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from django.core.signals import setting_changed
 from django.test.utils import TestContextDecorator
 
-from redis_conn.django.conf import SETTINGS_NAME
+# Re-exported: the receiver fake_connections() connects while Django's app is loaded.
+from redis_conn.django.conf import follow_setting_changes
 from redis_conn.registry import ConnectionRegistry
 from redis_conn.testing import FakeConnections, fake_connections
 
 __all__ = ["FakeRedisMixin", "follow_setting_changes", "use_fake_redis"]
-
-
-def follow_setting_changes(swap: FakeConnections) -> Callable[[], None]:
-    """Re-apply ``swap`` whenever REDIS_CONNECTIONS changes; returns the undo.
-
-    The redis_conn app's own receiver (connected in ``ready()``, so earlier) points the
-    registry back at the settings first; this one, connected later, runs after it.
-    """
-
-    def receiver(*, setting: str, **kwargs: Any) -> None:
-        if setting == SETTINGS_NAME:
-            swap.follow()
-
-    uid = f"redis_conn.testing.follow.{id(swap)}"
-    setting_changed.connect(receiver, weak=False, dispatch_uid=uid)
-
-    def undo() -> None:
-        setting_changed.disconnect(dispatch_uid=uid)
-
-    return undo
 
 
 class use_fake_redis(TestContextDecorator):  # lower case, like override_settings

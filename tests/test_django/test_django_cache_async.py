@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 from django.core.cache import caches
-from django.core.cache.backends.base import BaseCache
 
 import redis_conn
 from redis_conn.django.cache import RedisCache
@@ -41,18 +39,42 @@ def cache(settings: Any, redis_server: Any) -> RedisCache:
     return cache
 
 
-def test_every_async_method_of_base_cache_is_our_own() -> None:
-    async_methods = {
-        name
-        for name, member in inspect.getmembers(BaseCache, inspect.iscoroutinefunction)
-        if not name.startswith("_")
-    }
-    assert async_methods >= {"aget", "aset", "aget_many", "aincr", "aclose", "aget_or_set"}
-    # Defined by redis_conn (in RedisCache's async mixin), none left to BaseCache's defaults.
-    inherited = {
-        name for name in async_methods if getattr(RedisCache, name) is getattr(BaseCache, name)
-    }
-    assert inherited == set()
+def test_the_async_methods_django_gives_run_on_the_async_client_too(cache: RedisCache) -> None:
+    # aget_or_set, adecr and adecr_version are BaseCache's, built on our native async methods.
+    async def main() -> list[Any]:
+        results = [
+            await cache.aget_or_set("n", lambda: 5),
+            await cache.aget_or_set("n", 9),
+            await cache.adecr("n", 2),
+        ]
+        await cache.aset("v", "x", timeout=100)
+        results += [
+            await cache.adecr_version("v"),  # version 1 -> 0
+            await cache.aget("v", version=0),
+            await cache.ahas_key("v"),
+        ]
+        return results
+
+    assert run(main) == [5, 5, 3, 0, "x", False]
+    assert redis_conn.connections.created_clients() == {}  # no sync client was even made
+    # The TTL moved with the value (Django's default would have reset it to TIMEOUT, 300).
+    assert 0 < cache.ttl("v", version=0) <= 100
+
+
+def test_aincr_version_of_a_missing_key_says_what_incr_version_says(cache: RedisCache) -> None:
+    with pytest.raises(ValueError) as sync_error:
+        cache.incr_version("missing")
+
+    async def main() -> int:
+        return await cache.aincr_version("missing")
+
+    with pytest.raises(ValueError) as async_error:
+        run(main)
+    assert str(async_error.value) == str(sync_error.value)
+    assert (
+        str(sync_error.value)
+        == "Key 'missing' not found in the cache on Redis connection 'default'."
+    )
 
 
 def test_async_methods_use_the_async_client_and_never_the_sync_pool(cache: RedisCache) -> None:

@@ -11,7 +11,8 @@ import pytest
 from flask import Flask
 
 from redis_conn.flask import RedisConn
-from redis_conn.health import build_report, exit_code, render
+from redis_conn.health import build_report, exit_code
+from redis_conn.health_text import render
 
 MakeApp = Callable[..., Flask]
 

@@ -12,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from redis_conn.budget import WORKERS_SETTING, known_workers
 from redis_conn.django.cache import caches_by_connection
 from redis_conn.django.conf import load_settings
-from redis_conn.health import exit_code, render
+from redis_conn.health import exit_code
+from redis_conn.health_text import render
 from redis_conn.registry import connections
 
 
