@@ -15,48 +15,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
-from collections import deque
 from typing import Any
 
 import redis.asyncio.connection
 import redis.asyncio.sentinel
 
-from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import unfit_to_lend
-from redis_conn.pools import NamedPool, PoolUsage, behaviour_name, collect_garbage
+from redis_conn.pools import NamedPool, collect_garbage
 
 _CREATE = object()  # what a waiter is woken with when it may make a connection
 
 
 class AsyncGuardedPool(NamedPool):
-    """The lending logic; mixed in front of redis-py's asyncio ConnectionPool classes."""
+    """The lending logic; mixed in front of redis-py's asyncio ConnectionPool classes. The
+    lease table is :class:`~redis_conn.pools.NamedPool`'s; a waiter is a future."""
+
+    _waiter_class = asyncio.Future
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._forget_leases()  # redis-py's asyncio pool does not call reset() when made
         super().__init__(*args, **kwargs)
 
-    def _forget_leases(self) -> None:
-        # id(borrowed thing) -> weak reference: a connection, or a waiter allowed to make one.
-        self._leases: dict[int, weakref.ref[Any]] = {}
-        self._waiters: deque[asyncio.Future[Any]] = deque()
-        self._closed = False
-
     def reset(self) -> None:
         self._forget_leases()
         super().reset()  # type: ignore[misc]
 
-    def lent_connections(self) -> set[Any]:
-        refs = list(self._leases.values())
-        return {
-            c for c in (r() for r in refs) if c is not None and not isinstance(c, asyncio.Future)
-        }
+    def _has_left(self, waiter: asyncio.Future[Any]) -> bool:
+        return waiter.done()
 
-    def make_connection(self) -> Any:
-        connection = super().make_connection()  # type: ignore[misc]
-        connection.connection_name = self.connection_name
-        connection._redis_conn_ref = weakref.ref(connection)
-        return connection
+    def _allow_create(self, waiter: asyncio.Future[Any]) -> None:
+        waiter.set_result(_CREATE)
 
     def can_get_connection(self) -> bool:
         return bool(self.idle) or self._free_places() > 0
@@ -71,7 +59,7 @@ class AsyncGuardedPool(NamedPool):
         idle = self.idle
         if idle and not self._waiters:
             connection = idle.pop()
-            self._leases[id(connection)] = connection._redis_conn_ref
+            self._lease(connection)
         elif not self._waiters and self._free_places() > 0:
             connection = self._create()
         elif not self.blocking:
@@ -97,20 +85,6 @@ class AsyncGuardedPool(NamedPool):
         except TimeoutError:
             self._exhausted(waited=self.pool_timeout)
 
-    def _free_places(self) -> int:
-        free = self.max_connections - len(self.idle) - len(self._leases)
-        if free <= 0:
-            for key, ref in list(self._leases.items()):
-                if ref() is None:  # a borrower vanished without giving it back
-                    self._leases.pop(key, None)
-            free = self.max_connections - len(self.idle) - len(self._leases)
-        return free
-
-    def _create(self) -> Any:
-        connection = self.make_connection()
-        self._leases[id(connection)] = connection._redis_conn_ref
-        return connection
-
     async def _wait(self) -> Any:
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -133,16 +107,6 @@ class AsyncGuardedPool(NamedPool):
             await self._abandon(waiter)
             raise
 
-    def _grant_free_places(self) -> None:
-        free = self._free_places()
-        while free > 0 and self._waiters:
-            waiter = self._waiters.popleft()
-            if waiter.done():
-                continue
-            self._leases[id(waiter)] = weakref.ref(waiter)
-            waiter.set_result(_CREATE)
-            free -= 1
-
     async def _abandon(self, waiter: asyncio.Future[Any]) -> None:
         if waiter in self._waiters:
             self._waiters.remove(waiter)
@@ -158,11 +122,6 @@ class AsyncGuardedPool(NamedPool):
         elif grant is not None:
             await self.release(grant)
 
-    def _exhausted(self, *, waited: float | None) -> None:
-        if self.observer is not None:
-            self.observer.timed_out()
-        raise PoolExhausted(self.connection_name, self.max_connections, waited=waited)
-
     async def _ready(self, connection: Any) -> None:
         """Connect, and drop a socket the server closed while it sat idle (a restart): a write
         sent on it would be lost after leaving, and could not be sent again. Anything to read
@@ -171,8 +130,7 @@ class AsyncGuardedPool(NamedPool):
         await self.ensure_connection(connection)  # type: ignore[attr-defined]
 
     async def release(self, connection: Any) -> None:
-        lease = self._leases.get(id(connection))
-        if lease is None or id(lease()) != id(connection):
+        if not self._is_lent(connection):
             return  # not lent by this pool, or given back twice: never close it under its holder
         del self._leases[id(connection)]
         keep = not self._closed and self._still_current(connection)
@@ -182,13 +140,10 @@ class AsyncGuardedPool(NamedPool):
         if not keep:
             self._grant_free_places()
             return
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if waiter.done():
-                continue
-            self._leases[id(connection)] = connection._redis_conn_ref
+        waiter = self._next_waiter()
+        if waiter is not None:
+            self._lease(connection)
             waiter.set_result(connection)
-            break
         else:
             self.idle.append(connection)
         # As redis-py's pool (after the bookkeeping: listeners may suspend).
@@ -213,17 +168,6 @@ class AsyncGuardedPool(NamedPool):
         idle, self.idle = self.idle, []
         for connection in idle:
             await connection.disconnect(nowait=True)
-
-    def usage(self) -> PoolUsage:
-        lent = [r() for r in self._leases.values()]
-        in_use = sum(1 for c in lent if c is not None and not isinstance(c, asyncio.Future))
-        return PoolUsage(
-            behaves_like=behaviour_name(blocking=self.blocking),
-            max_connections=self.max_connections,
-            created=len(self.idle) + in_use,
-            in_use=in_use,
-            waiting=sum(1 for w in self._waiters if not w.done()),
-        )
 
 
 class AsyncGuardedConnectionPool(AsyncGuardedPool, redis.asyncio.connection.ConnectionPool):

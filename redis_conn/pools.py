@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from threading import get_ident
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import redis.connection
 import redis.sentinel
@@ -84,9 +84,16 @@ def locked(lock: Any, work: Callable[..., T], *args: Any) -> T:
 
 
 def collect_garbage(pool: Any, now: float) -> None:
-    """Run the cycle collector for a pool that is out of connections, once a second at most:
-    a borrower that vanished inside a reference cycle (an interrupted frame and the exception
-    that interrupted it) frees its connection only when the cycle is collected."""
+    """Run the cycle collector for a pool that is out of connections, once a second at most.
+
+    A borrower that vanished inside a reference cycle (an interrupted frame and the exception
+    that interrupted it) frees its connection only when the cycle is collected, and the
+    collector's own schedule may not get to it before POOL_TIMEOUT. The trade-off: this is a
+    full ``gc.collect()``, run on the waiting thread (or the event loop of a waiting task),
+    which stalls that thread, and under the GIL the whole process, for as long as a full
+    collection of its heap takes. It runs only for a pool that is already exhausted, from a
+    waiter that has waited :data:`COLLECT_AFTER_SECONDS` (sync) or POOL_TIMEOUT (asyncio),
+    and at most once a second per pool; a pool with a free connection never pays it."""
     if now - getattr(pool, "_collected_at", 0.0) >= 1.0:
         pool._collected_at = now
         gc.collect()
@@ -141,9 +148,19 @@ class _Waiter:
 
 
 class NamedPool(PoolInternals):
-    """What the sync and asyncio pools share: their settings, their name, a safe repr."""
+    """What the sync and asyncio pools share: their settings, their name, a safe repr, and the
+    lease table. They differ only in how a caller waits and how a connection is given back.
+
+    The lease table maps ``id(borrowed thing)`` to a *weak* reference to it: a connection
+    lent, or a waiter given leave to create one (the place is its until it does). A dead
+    reference is a borrower that vanished without giving back: a free place. ``_waiters`` is
+    the line of waiters, first come first served. The sync pool calls every method below
+    holding its lock (through :func:`locked`), the asyncio pool between two ``await``\\ s.
+    """
 
     max_connections: int
+    #: What a waiter is (its lease holds a place for a connection it may create).
+    _waiter_class: ClassVar[type]
 
     def __init__(
         self,
@@ -171,6 +188,92 @@ class NamedPool(PoolInternals):
     def retired(self) -> bool:
         """Whether ``retire()`` was called: its client was let go by its registry."""
         return self._closed
+
+    # -- the lease table ---------------------------------------------------------------------
+
+    def _forget_leases(self) -> None:
+        """Nothing lent, nobody waiting: a new pool, or one in a forked child."""
+        self._leases: dict[int, weakref.ref[Any]] = {}
+        self._waiters: deque[Any] = deque()
+        self._closed = False
+
+    def _has_left(self, waiter: Any) -> bool:
+        """Whether a waiter in line no longer waits (it gave up, or was already served)."""
+        raise NotImplementedError
+
+    def _allow_create(self, waiter: Any) -> None:
+        """Wake a waiter whose place is leased to it, with leave to create a connection."""
+        raise NotImplementedError
+
+    def lent_connections(self) -> set[Any]:
+        """The connections lent out now (redis-py's maintenance code iterates them)."""
+        refs, waiter_class = list(self._leases.values()), self._waiter_class
+        return {c for c in (r() for r in refs) if c is not None and not isinstance(c, waiter_class)}
+
+    def make_connection(self) -> Any:
+        connection = super().make_connection()  # type: ignore[misc]
+        connection.connection_name = self.connection_name
+        connection._redis_conn_ref = weakref.ref(connection)
+        return connection
+
+    def _lease(self, connection: Any) -> None:
+        """Record ``connection`` as lent."""
+        self._leases[id(connection)] = connection._redis_conn_ref
+
+    def _is_lent(self, connection: Any) -> bool:
+        """Whether this pool lent ``connection`` and has not had it back."""
+        lease = self._leases.get(id(connection))
+        return lease is not None and id(lease()) == id(connection)
+
+    def _free_places(self) -> int:
+        free = self.max_connections - len(self.idle) - len(self._leases)
+        if free <= 0:
+            # Borrowers that vanished (interrupted before giving back) left dead references.
+            for key, ref in list(self._leases.items()):
+                if ref() is None:
+                    self._leases.pop(key, None)
+            free = self.max_connections - len(self.idle) - len(self._leases)
+        return free
+
+    def _create(self) -> Any:
+        connection = self.make_connection()
+        self._lease(connection)
+        return connection
+
+    def _next_waiter(self) -> Any:
+        """The first waiter in line that still waits, taken out of the line; else None."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not self._has_left(waiter):
+                return waiter
+        return None
+
+    def _grant_free_places(self) -> None:
+        """Give places freed by vanished borrowers to the waiters first in line."""
+        free = self._free_places()
+        while free > 0:
+            waiter = self._next_waiter()
+            if waiter is None:
+                return
+            self._leases[id(waiter)] = weakref.ref(waiter)
+            self._allow_create(waiter)
+            free -= 1
+
+    def _exhausted(self, *, waited: float | None) -> None:
+        if self.observer is not None:
+            self.observer.timed_out()
+        raise PoolExhausted(self.connection_name, self.max_connections, waited=waited)
+
+    def usage(self) -> PoolUsage:
+        lent = [r() for r in self._leases.values()]
+        in_use = sum(1 for c in lent if c is not None and not isinstance(c, self._waiter_class))
+        return PoolUsage(
+            behaves_like=behaviour_name(blocking=self.blocking),
+            max_connections=self.max_connections,
+            created=len(self.idle) + in_use,
+            in_use=in_use,
+            waiting=sum(1 for w in self._waiters if not self._has_left(w)),
+        )
 
     def __repr__(self) -> str:
         # redis-py's layout exactly (its own tests parse it). Beyond redis-py's four redacted
@@ -204,35 +307,39 @@ def _shown_value(key: str, value: Any) -> str:
 
 
 class GuardedPool(NamedPool):
-    """The lending logic; mixed in front of redis-py's ConnectionPool or its Sentinel pool."""
+    """The lending logic; mixed in front of redis-py's ConnectionPool or its Sentinel pool.
+
+    A lease also records the thread that holds it (``_redis_conn_holder``): only that thread
+    gives the connection back into circulation (see :meth:`release`)."""
 
     _lock: Any
+    _waiter_class = _Waiter
 
     # -- state -------------------------------------------------------------------------------
 
     def reset(self) -> None:
         # Called by __init__ and again in a forked child: the child starts with nothing lent.
         self._lock = threading.RLock()
-        # id(borrowed thing) -> weak reference to it; the thing is a connection, or a waiter
-        # that was given leave to create one. A dead reference is a free place.
-        self._leases: dict[int, weakref.ref[Any]] = {}
-        self._waiters: deque[_Waiter] = deque()
-        self._closed = False
+        self._forget_leases()
         self._generation = fork_generation[0]
         super().reset()  # type: ignore[misc]  # sets _available_connections and pid, last
-
-    def lent_connections(self) -> set[Any]:
-        """The connections lent out now (redis-py's maintenance code iterates them)."""
-        refs = list(self._leases.values())
-        return {c for c in (r() for r in refs) if c is not None and not isinstance(c, _Waiter)}
 
     def make_connection(self) -> Any:
         # redis-py's own cap counts every connection ever made; ours counts what is held now.
         self.forget_creation_count()
-        connection = super().make_connection()  # type: ignore[misc]
-        connection.connection_name = self.connection_name
-        connection._redis_conn_ref = weakref.ref(connection)
-        return connection
+        return super().make_connection()
+
+    def _lease(self, connection: Any, holder: int | None = None) -> None:
+        """Record ``connection`` as lent to ``holder`` (a thread id; default: this thread)."""
+        self._leases[id(connection)] = connection._redis_conn_ref
+        connection._redis_conn_holder = get_ident() if holder is None else holder
+
+    def _has_left(self, waiter: _Waiter) -> bool:
+        return waiter.gone
+
+    def _allow_create(self, waiter: _Waiter) -> None:
+        waiter.may_create = True
+        waiter.wake.release()
 
     # -- lending -----------------------------------------------------------------------------
 
@@ -254,32 +361,15 @@ class GuardedPool(NamedPool):
         idle = self.idle
         if idle and not self._waiters:
             connection = idle.pop()
-            self._leases[id(connection)] = connection._redis_conn_ref
-            connection._redis_conn_holder = get_ident()
+            self._lease(connection)
             return connection
-        if not self._waiters and self._free_places_locked() > 0:
-            return self._create_locked()
+        if not self._waiters and self._free_places() > 0:
+            return self._create()
         if not self.blocking:
             self._exhausted(waited=None)
         waiter = _Waiter()
         self._waiters.append(waiter)
         return waiter
-
-    def _free_places_locked(self) -> int:
-        free = self.max_connections - len(self.idle) - len(self._leases)
-        if free <= 0:
-            # Borrowers that vanished (interrupted before giving back) left dead references.
-            for key, ref in list(self._leases.items()):
-                if ref() is None:
-                    self._leases.pop(key, None)
-            free = self.max_connections - len(self.idle) - len(self._leases)
-        return free
-
-    def _create_locked(self) -> Any:
-        connection = self.make_connection()
-        self._leases[id(connection)] = connection._redis_conn_ref
-        connection._redis_conn_holder = get_ident()
-        return connection
 
     def _wait(self, waiter: _Waiter) -> Any:
         started = time.monotonic()
@@ -305,7 +395,7 @@ class GuardedPool(NamedPool):
         connection = self._collect_locked(waiter)
         if connection is not None:
             return connection
-        self._grant_free_places_locked()
+        self._grant_free_places()
         connection = self._collect_locked(waiter)
         if connection is not None:
             return connection
@@ -325,20 +415,8 @@ class GuardedPool(NamedPool):
         if waiter.may_create:
             waiter.may_create = False
             self._leases.pop(id(waiter), None)  # its place becomes the new connection's
-            return self._create_locked()
+            return self._create()
         return None
-
-    def _grant_free_places_locked(self) -> None:
-        """Give places freed by vanished borrowers to the waiters first in line."""
-        free = self._free_places_locked()
-        while free > 0 and self._waiters:
-            waiter = self._waiters.popleft()
-            if waiter.gone:
-                continue
-            self._leases[id(waiter)] = weakref.ref(waiter)
-            waiter.may_create = True
-            waiter.wake.release()
-            free -= 1
 
     def _abandon(self, waiter: _Waiter) -> None:
         """A waiter leaves (timed out, interrupted): give back whatever it was handed."""
@@ -354,13 +432,8 @@ class GuardedPool(NamedPool):
         if waiter.may_create:
             waiter.may_create = False
             self._leases.pop(id(waiter), None)
-            self._grant_free_places_locked()
+            self._grant_free_places()
         return connection
-
-    def _exhausted(self, *, waited: float | None) -> None:
-        if self.observer is not None:
-            self.observer.timed_out()
-        raise PoolExhausted(self.connection_name, self.max_connections, waited=waited)
 
     def _ready(self, connection: Any, *, just_used: bool = False) -> Any:
         """Connect, and drop a socket the server closed while it sat idle (a restart): a write
@@ -402,30 +475,25 @@ class GuardedPool(NamedPool):
 
     def _end_lease_locked(self, connection: Any) -> bool:
         """Whether the caller, the connection's holder, may give it back now."""
-        key = id(connection)
-        lease = self._leases.get(key)
-        if lease is None or id(lease()) != key:
+        if not self._is_lent(connection):
             return False  # not lent by this pool, or given back twice
         if getattr(connection, "_redis_conn_holder", None) != get_ident():
             if not is_connected(connection):
-                del self._leases[key]  # closed by its user: its place is free, it is not
-                self._grant_free_places_locked()
+                del self._leases[id(connection)]  # closed by its user: its place is free
+                self._grant_free_places()
             return False
-        del self._leases[key]
+        del self._leases[id(connection)]
         connection._redis_conn_holder = None
         return True
 
     def _give_back_locked(self, connection: Any) -> bool:
         """Hand the connection to the first waiter, or keep it idle; False: close it."""
         if self._closed or not self.owns_connection(connection):  # type: ignore[attr-defined]
-            self._grant_free_places_locked()
+            self._grant_free_places()
             return False
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if waiter.gone:
-                continue
-            self._leases[id(connection)] = connection._redis_conn_ref
-            connection._redis_conn_holder = waiter.thread
+        waiter = self._next_waiter()
+        if waiter is not None:
+            self._lease(connection, waiter.thread)
             waiter.connection = connection
             waiter.wake.release()
             return True
@@ -447,18 +515,7 @@ class GuardedPool(NamedPool):
         return idle
 
     def usage(self) -> PoolUsage:
-        return locked(self._lock, self._usage_locked)
-
-    def _usage_locked(self) -> PoolUsage:
-        lent = [r() for r in self._leases.values()]
-        in_use = sum(1 for c in lent if c is not None and not isinstance(c, _Waiter))
-        return PoolUsage(
-            behaves_like=behaviour_name(blocking=self.blocking),
-            max_connections=self.max_connections,
-            created=len(self.idle) + in_use,
-            in_use=in_use,
-            waiting=sum(1 for w in self._waiters if not w.gone),
-        )
+        return locked(self._lock, super().usage)
 
 
 class GuardedConnectionPool(GuardedPool, redis.connection.ConnectionPool):

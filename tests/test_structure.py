@@ -113,3 +113,26 @@ def test_the_import_graph_has_no_circle() -> None:
     graph = import_graph()
     found = circles(graph)
     assert not found, "import circles:\n" + "\n".join(describe(graph, c) for c in found)
+
+
+def test_the_sync_and_async_pools_share_one_lease_table() -> None:
+    """Issue 20 item 3: the lease table lives on ``NamedPool``; the two pools differ only in
+    how they wait and give back (the sync one adds its lease holder and its lock)."""
+    from redis_conn.async_pools import AsyncGuardedPool
+    from redis_conn.pools import GuardedPool, NamedPool
+
+    shared = (
+        "_forget_leases",
+        "lent_connections",
+        "_is_lent",
+        "_free_places",
+        "_create",
+        "_next_waiter",
+        "_grant_free_places",
+        "_exhausted",
+    )
+    for name in shared:
+        assert name in vars(NamedPool), name
+        assert name not in vars(GuardedPool), f"GuardedPool copies {name}"
+        assert name not in vars(AsyncGuardedPool), f"AsyncGuardedPool copies {name}"
+    assert "usage" not in vars(AsyncGuardedPool)  # the sync pool's only takes its lock
