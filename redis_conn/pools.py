@@ -92,8 +92,9 @@ def collect_garbage(pool: Any, now: float) -> None:
     full ``gc.collect()``, run on the waiting thread (or the event loop of a waiting task),
     which stalls that thread, and under the GIL the whole process, for as long as a full
     collection of its heap takes. It runs only for a pool that is already exhausted, from a
-    waiter that has waited :data:`COLLECT_AFTER_SECONDS` (sync) or POOL_TIMEOUT (asyncio),
-    and at most once a second per pool; a pool with a free connection never pays it."""
+    sync waiter that has waited :data:`COLLECT_AFTER_SECONDS` (or reached POOL_TIMEOUT), or an
+    asyncio one at POOL_TIMEOUT, and at most once a second per pool; a pool with a free
+    connection never pays it."""
     if now - getattr(pool, "_collected_at", 0.0) >= 1.0:
         pool._collected_at = now
         gc.collect()
