@@ -35,9 +35,15 @@ from redis_conn.clients import Client
 from redis_conn.codecs import Codec
 from redis_conn.django.cache_async import AsyncMethodsMixin
 from redis_conn.django.cache_client import CacheClient
-from redis_conn.django.cache_extras import NETWORK_ERRORS, KeyMethodsMixin
+from redis_conn.django.cache_extras import KeyMethodsMixin
 from redis_conn.django.cache_incr import incr
 from redis_conn.django.cache_keys import key_pattern
+from redis_conn.django.cache_omit import (
+    CALL_DEFAULT,
+    NETWORK_ERRORS,
+    first_key,
+    omit_exception,
+)
 from redis_conn.django.cache_options import (
     OPTION_KEYS,
     codec,
@@ -117,17 +123,16 @@ class RedisCache(  # type: ignore[misc]
 
     # -- the Django cache API (with django-redis's client= and extras) -------------------------
 
+    @omit_exception("GET", CALL_DEFAULT)
     def get(
         self, key: Any, default: Any = None, version: int | None = None, client: Any = None
     ) -> Any:
         key = self.make_and_validate_key(key, version=version)
-        try:
-            value = self._redis(client).execute_command("GET", key, **_NEVER_DECODE)
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "GET", key, default)
+        value = self._redis(client).execute_command("GET", key, **_NEVER_DECODE)
         return default if value is None else self._codec.loads(value)
 
     # Returns whether it stored (django-redis's contract), where Django's BaseCache says None.
+    @omit_exception("SET", False)
     def set(  # type: ignore[override]
         self,
         key: Any,
@@ -145,13 +150,10 @@ class RedisCache(  # type: ignore[misc]
         key = self.make_and_validate_key(key, version=version)
         timeout = self.get_backend_timeout(timeout)
         redis = self._redis(client)
-        data = self._codec.dumps(value)  # outside the try: a PickleError is the caller's
-        try:
-            if timeout == 0:
-                return self._store_nothing(redis, key, data, nx=nx)
-            return bool(redis.set(key, data, ex=timeout, nx=nx, xx=xx))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "SET", key, False)
+        data = self._codec.dumps(value)
+        if timeout == 0:
+            return self._store_nothing(redis, key, data, nx=nx)
+        return bool(redis.set(key, data, ex=timeout, nx=nx, xx=xx))
 
     def add(
         self,
@@ -172,6 +174,7 @@ class RedisCache(  # type: ignore[misc]
     ) -> bool:
         return self.expire(key, timeout, version, client)
 
+    @omit_exception("DEL", False)
     def delete(
         self,
         key: Any,
@@ -179,18 +182,12 @@ class RedisCache(  # type: ignore[misc]
         prefix: str | None = None,
         client: Any = None,
     ) -> bool:
-        key = self._made(key, version, prefix)
-        try:
-            return bool(self._redis(client).delete(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "DEL", key, False)
+        return bool(self._redis(client).delete(self._made(key, version, prefix)))
 
+    @omit_exception("EXISTS", False)
     def has_key(self, key: Any, version: int | None = None, client: Any = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
-        try:
-            return bool(self._redis(client).exists(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "EXISTS", key, False)
+        return bool(self._redis(client).exists(key))
 
     def incr(
         self,
@@ -205,6 +202,7 @@ class RedisCache(  # type: ignore[misc]
         INCRBY stops, the sum is made here and stored with the key's TTL kept."""
         made = self.make_and_validate_key(key, version=version)
         redis = self._redis(client)
+        # Not @omit_exception: an ignored failure is a miss, which incr raises as ValueError.
         try:
             value = incr(redis, made, delta, create=ignore_key_check, fake=self._is_fake())
         except NETWORK_ERRORS as exc:
@@ -236,20 +234,23 @@ class RedisCache(  # type: ignore[misc]
         key_map = {self.make_and_validate_key(key, version=version): key for key in keys}
         if not key_map:
             return {}
+        return self._get_many(key_map, client)
+
+    # Keys made by the caller: ``keys`` may be an iterator, spent by the time an error is logged.
+    @omit_exception("MGET", lambda args: {}, key=lambda args: str(next(iter(args["key_map"]))))
+    def _get_many(self, key_map: dict[str, Any], client: Any) -> dict[Any, Any]:
         made = list(key_map)
         redis = self._redis(client)
-        try:
-            if self._is_cluster(redis):
-                pipe: Any = redis.pipeline()
-                for key in made:
-                    pipe.execute_command("GET", key, **_NEVER_DECODE)
-                values = pipe.execute()
-            else:
-                values = redis.execute_command("MGET", *made, **_NEVER_DECODE)
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "MGET", made[0], {})
+        if self._is_cluster(redis):
+            pipe: Any = redis.pipeline()
+            for key in made:
+                pipe.execute_command("GET", key, **_NEVER_DECODE)
+            values = pipe.execute()
+        else:
+            values = redis.execute_command("MGET", *made, **_NEVER_DECODE)
         return self._found(key_map, made, values)
 
+    @omit_exception("SET", lambda args: list(args["data"]), key=first_key)
     def set_many(
         self,
         data: dict[Any, Any],
@@ -265,18 +266,15 @@ class RedisCache(  # type: ignore[misc]
             self.make_and_validate_key(key, version=version): self._codec.dumps(value)
             for key, value in data.items()
         }
-        try:
-            if timeout == 0:
-                redis.delete(*encoded)
-                return []
-            given_pipeline = _is_pipeline(redis)
-            pipe = redis if given_pipeline else redis.pipeline(transaction=False)
-            for key, value in encoded.items():
-                pipe.set(key, value, ex=timeout)
-            if not given_pipeline:  # a caller's pipeline runs when the caller says
-                pipe.execute()
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "SET", next(iter(encoded)), list(data))
+        if timeout == 0:
+            redis.delete(*encoded)
+            return []
+        given_pipeline = _is_pipeline(redis)
+        pipe = redis if given_pipeline else redis.pipeline(transaction=False)
+        for key, value in encoded.items():
+            pipe.set(key, value, ex=timeout)
+        if not given_pipeline:  # a caller's pipeline runs when the caller says
+            pipe.execute()
         return []
 
     # Returns how many were deleted (django-redis's contract), where BaseCache says None.
@@ -286,10 +284,11 @@ class RedisCache(  # type: ignore[misc]
         made = [self.make_and_validate_key(key, version=version) for key in keys]
         if not made:
             return None  # Django's tests ask for None here; django-redis's only for a falsy value
-        try:
-            return int(self._redis(client).delete(*made))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "DEL", made[0], 0)
+        return self._delete_many(made, client)
+
+    @omit_exception("DEL", 0, key=lambda args: str(args["made"][0]))
+    def _delete_many(self, made: list[str], client: Any) -> int:
+        return int(self._redis(client).delete(*made))
 
     def clear(self) -> bool:  # type: ignore[override]  # django-redis returns whether it did
         """Delete this cache's keys (any version), not the whole database.
@@ -402,7 +401,8 @@ class RedisCache(  # type: ignore[misc]
         return f"Key {key!r} not found in the cache on {messages.subject(self.connection_name)}."
 
     def _ignored(self, exc: Exception, command: str, key: str, result: T) -> T:
-        """Re-raise, or with IGNORE_EXCEPTIONS log and return the miss value ``result``.
+        """Re-raise, or with IGNORE_EXCEPTIONS log and return the miss value ``result``
+        (called by :func:`~redis_conn.django.cache_omit.omit_exception`, and by incr).
 
         With LOG_IGNORED_EXCEPTIONS the one record is django-redis's own (ERROR "Exception
         ignored" with the traceback, on DJANGO_REDIS_LOGGER), so existing log filters and

@@ -18,6 +18,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 from redis_conn.codecs import Codec
 from redis_conn.django.cache_extras import NETWORK_ERRORS, remaining
 from redis_conn.django.cache_incr import aincr
+from redis_conn.django.cache_omit import CALL_DEFAULT, first_key, omit_exception
 from redis_conn.internals import NEVER_DECODE
 
 _NEVER_DECODE = {NEVER_DECODE: True}  # values are bytes even where OPTIONS decode_responses
@@ -55,14 +56,13 @@ class AsyncMethodsMixin:
     _not_found: Callable[[Any], str]
     _pattern: Callable[..., str]
 
+    @omit_exception("GET", CALL_DEFAULT)
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         key = self.make_and_validate_key(key, version=version)
-        try:
-            value = await self._aredis(None).execute_command("GET", key, **_NEVER_DECODE)
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "GET", key, default)
+        value = await self._aredis(None).execute_command("GET", key, **_NEVER_DECODE)
         return default if value is None else self._codec.loads(value)
 
+    @omit_exception("SET", False)
     async def aset(
         self,
         key: Any,
@@ -80,51 +80,43 @@ class AsyncMethodsMixin:
         except SynchronousOnlyOperation:
             data = await self._adumps(value)
         client = self._aredis(None)
-        try:
-            if timeout == 0:
-                return await self._astore_nothing(client, key, data, nx=nx)
-            return bool(await client.set(key, data, ex=timeout, nx=nx, xx=xx))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "SET", key, False)
+        if timeout == 0:
+            return await self._astore_nothing(client, key, data, nx=nx)
+        return bool(await client.set(key, data, ex=timeout, nx=nx, xx=xx))
 
     async def aadd(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> bool:
         return await self.aset(key, value, timeout, version, nx=True)
 
+    @omit_exception("EXPIRE", False)
     async def atouch(
         self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> bool:
         key = self.make_and_validate_key(key, version=version)
         timeout = self.get_backend_timeout(timeout)
         client = self._aredis(None)
-        try:
-            if timeout is not None:
-                return bool(await client.expire(key, timeout))
-            # PERSIST says 0 for a key that had no expiry as well as for a missing one.
-            return bool(await client.persist(key)) or bool(await client.exists(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "EXPIRE", key, False)
+        if timeout is not None:
+            return bool(await client.expire(key, timeout))
+        # PERSIST says 0 for a key that had no expiry as well as for a missing one.
+        return bool(await client.persist(key)) or bool(await client.exists(key))
 
+    @omit_exception("DEL", False)
     async def adelete(self, key: Any, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
-        try:
-            return bool(await self._aredis(None).delete(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "DEL", key, False)
+        return bool(await self._aredis(None).delete(key))
 
+    @omit_exception("EXISTS", False)
     async def ahas_key(self, key: Any, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
-        try:
-            return bool(await self._aredis(None).exists(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "EXISTS", key, False)
+        return bool(await self._aredis(None).exists(key))
 
     async def aincr(
         self, key: Any, delta: int = 1, version: int | None = None, ignore_key_check: bool = False
     ) -> int:
         made = self.make_and_validate_key(key, version=version)
         client = self._aredis(None)
+        # Not @omit_exception: an ignored failure is a miss, which incr raises as ValueError.
         try:
             value = await aincr(client, made, delta, create=ignore_key_check, fake=self._is_fake())
         except NETWORK_ERRORS as exc:
@@ -137,20 +129,23 @@ class AsyncMethodsMixin:
         key_map = {self.make_and_validate_key(key, version=version): key for key in keys}
         if not key_map:
             return {}
+        return await self._aget_many(key_map)
+
+    # Keys made by the caller: ``keys`` may be an iterator, spent by the time an error is logged.
+    @omit_exception("MGET", lambda args: {}, key=lambda args: str(next(iter(args["key_map"]))))
+    async def _aget_many(self, key_map: dict[str, Any]) -> dict[Any, Any]:
         made = list(key_map)
         client = self._aredis(None)
-        try:
-            if self._is_cluster(client):
-                pipe: Any = client.pipeline()
-                for key in made:
-                    pipe.execute_command("GET", key, **_NEVER_DECODE)
-                values = await pipe.execute()
-            else:
-                values = await client.execute_command("MGET", *made, **_NEVER_DECODE)
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "MGET", made[0], {})
+        if self._is_cluster(client):
+            pipe: Any = client.pipeline()
+            for key in made:
+                pipe.execute_command("GET", key, **_NEVER_DECODE)
+            values = await pipe.execute()
+        else:
+            values = await client.execute_command("MGET", *made, **_NEVER_DECODE)
         return self._found(key_map, made, values)
 
+    @omit_exception("SET", lambda args: list(args["data"]), key=first_key)
     async def aset_many(
         self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> list[Any]:
@@ -162,26 +157,24 @@ class AsyncMethodsMixin:
             for key, value in data.items()
         }
         client = self._aredis(None)
-        try:
-            if timeout == 0:
-                await client.delete(*encoded)
-                return []
-            pipe = client.pipeline(transaction=False)
-            for key, value in encoded.items():
-                pipe.set(key, value, ex=timeout)
-            await pipe.execute()
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "SET", next(iter(encoded)), list(data))
+        if timeout == 0:
+            await client.delete(*encoded)
+            return []
+        pipe = client.pipeline(transaction=False)
+        for key, value in encoded.items():
+            pipe.set(key, value, ex=timeout)
+        await pipe.execute()
         return []
 
     async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> int | None:
         made = [self.make_and_validate_key(key, version=version) for key in keys]
         if not made:
             return None  # as delete_many()
-        try:
-            return int(await self._aredis(None).delete(*made))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "DEL", made[0], 0)
+        return await self._adelete_many(made)
+
+    @omit_exception("DEL", 0, key=lambda args: str(args["made"][0]))
+    async def _adelete_many(self, made: list[str]) -> int:
+        return int(await self._aredis(None).delete(*made))
 
     async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         if version is None:

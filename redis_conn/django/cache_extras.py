@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from redis_conn.django.cache_keys import KeyReverser
+from redis_conn.django.cache_omit import NETWORK_ERRORS, omit_exception
 
-#: A down server, a full pool, a timeout: what IGNORE_EXCEPTIONS turns into a miss.
-NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
+__all__ = ["NETWORK_ERRORS", "KeyMethodsMixin", "remaining"]
 
 #: What ``ttl``/``pttl`` say for a key that does not exist (django-redis's answer).
 _MISSING = 0
@@ -30,9 +28,6 @@ def remaining(value: int) -> int | None:
     return max(value, _MISSING)  # -2: no such key
 
 
-T = TypeVar("T")
-
-
 class KeyMethodsMixin:
     """ttl, pttl, expire, pexpire, expire_at, pexpire_at, persist, keys, iter_keys,
     delete_pattern and lock (mixed into ``RedisCache``)."""
@@ -41,10 +36,6 @@ class KeyMethodsMixin:
     default_timeout: Any
     make_and_validate_key: Callable[..., str]
     _redis: Callable[[Any], Any]
-
-    if TYPE_CHECKING:
-
-        def _ignored(self, exc: Exception, command: str, key: str, result: T) -> T: ...
 
     _pattern: Callable[..., str]
     key_func: Callable[..., str]
@@ -63,22 +54,19 @@ class KeyMethodsMixin:
             return KeyReverser(self.key_func, self.key_prefix)
         return lambda key: str(reverse(key.decode() if isinstance(key, bytes) else key))
 
+    @omit_exception("TTL", _MISSING)
     def ttl(self, key: Any, version: int | None = None, client: Any = None) -> int | None:
         """Seconds to live; None when the key never expires, 0 when it does not exist."""
         key = self.make_and_validate_key(key, version=version)
-        try:
-            return remaining(self._redis(client).ttl(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "TTL", key, _MISSING)
+        return remaining(self._redis(client).ttl(key))
 
+    @omit_exception("PTTL", _MISSING)
     def pttl(self, key: Any, version: int | None = None, client: Any = None) -> int | None:
         """Milliseconds to live; None when the key never expires, 0 when it does not exist."""
         key = self.make_and_validate_key(key, version=version)
-        try:
-            return remaining(self._redis(client).pttl(key))
-        except NETWORK_ERRORS as exc:
-            return self._ignored(exc, "PTTL", key, _MISSING)
+        return remaining(self._redis(client).pttl(key))
 
+    @omit_exception("EXPIRE", False)
     def expire(
         self, key: Any, timeout: Any, version: int | None = None, client: Any = None
     ) -> bool:
@@ -87,14 +75,12 @@ class KeyMethodsMixin:
         made = self.make_and_validate_key(key, version=version)
         seconds = self.get_backend_timeout(timeout)
         redis = self._redis(client)
-        try:
-            if seconds is None:
-                # PERSIST says 0 for a key that had no expiry as well as for a missing one.
-                return bool(redis.persist(made)) or bool(redis.exists(made))
-            return bool(redis.expire(made, seconds))
-        except NETWORK_ERRORS as exc:
-            return bool(self._ignored(exc, "EXPIRE", made, False))
+        if seconds is None:
+            # PERSIST says 0 for a key that had no expiry as well as for a missing one.
+            return bool(redis.persist(made)) or bool(redis.exists(made))
+        return bool(redis.expire(made, seconds))
 
+    @omit_exception("PEXPIRE", False)
     def pexpire(
         self, key: Any, timeout: Any, version: int | None = None, client: Any = None
     ) -> bool:
@@ -105,38 +91,29 @@ class KeyMethodsMixin:
                 return self.expire(key, None, version, client)
             timeout = seconds * 1000
         made = self.make_and_validate_key(key, version=version)
-        try:
-            return bool(self._redis(client).pexpire(made, max(0, int(timeout))))
-        except NETWORK_ERRORS as exc:
-            return bool(self._ignored(exc, "PEXPIRE", made, False))
+        return bool(self._redis(client).pexpire(made, max(0, int(timeout))))
 
+    @omit_exception("EXPIREAT", False)
     def expire_at(
         self, key: Any, when: Any, version: int | None = None, client: Any = None
     ) -> bool:
         """Expire at ``when``: a datetime or a Unix time in seconds."""
         made = self.make_and_validate_key(key, version=version)
-        try:
-            return bool(self._redis(client).expireat(made, when))
-        except NETWORK_ERRORS as exc:
-            return bool(self._ignored(exc, "EXPIREAT", made, False))
+        return bool(self._redis(client).expireat(made, when))
 
+    @omit_exception("PEXPIREAT", False)
     def pexpire_at(
         self, key: Any, when: Any, version: int | None = None, client: Any = None
     ) -> bool:
         """Expire at ``when``: a datetime or a Unix time in milliseconds."""
         made = self.make_and_validate_key(key, version=version)
-        try:
-            return bool(self._redis(client).pexpireat(made, when))
-        except NETWORK_ERRORS as exc:
-            return bool(self._ignored(exc, "PEXPIREAT", made, False))
+        return bool(self._redis(client).pexpireat(made, when))
 
+    @omit_exception("PERSIST", False)
     def persist(self, key: Any, version: int | None = None, client: Any = None) -> bool:
         """Make the key never expire; True when it had a timeout."""
         made = self.make_and_validate_key(key, version=version)
-        try:
-            return bool(self._redis(client).persist(made))
-        except NETWORK_ERRORS as exc:
-            return bool(self._ignored(exc, "PERSIST", made, False))
+        return bool(self._redis(client).persist(made))
 
     def iter_keys(
         self,

@@ -320,6 +320,80 @@ def test_ignore_exceptions_reads_a_down_server_as_a_miss(
     )
 
 
+def test_every_ignored_failure_names_its_command_and_prefixed_key(
+    configure: ConfigureCache, killable_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each method under omit_exception: its miss value, and a WARNING naming the command and
+    the Redis key (version and prefix applied; iterators of keys, spent, still named)."""
+    import asyncio
+
+    cache = configure(
+        connection={"URL": killable_server.url, "RETRY": 0, "SOCKET_CONNECT_TIMEOUT": 0.5},
+        OPTIONS={"IGNORE_EXCEPTIONS": True},
+    )
+    killable_server.kill()
+    results = [
+        cache.get("k", "d", version=2),
+        cache.set("k", 1),
+        cache.touch("k"),
+        cache.delete("k", prefix="p"),
+        cache.has_key("k"),
+        cache.get_many(iter(["a", "b"])),
+        cache.set_many({"a": 1, "b": 2}, version=3),
+        cache.delete_many(iter(["a", "b"])),
+        cache.ttl("k"),
+        cache.pttl("k"),
+        cache.expire("k", 5),
+        cache.pexpire("k", 5),
+        cache.expire_at("k", 5),
+        cache.pexpire_at("k", 5),
+        cache.persist("k"),
+    ]
+    assert results == ["d", False, False, False, False, {}, ["a", "b"], 0, 0, 0] + [False] * 5
+
+    async def main() -> list[Any]:
+        return [
+            await cache.aget("k", "d"),
+            await cache.aset("k", 1),
+            await cache.atouch("k", None),
+            await cache.adelete("k", version=4),
+            await cache.ahas_key("k"),
+            await cache.aget_many(iter(["a", "b"])),
+            await cache.aset_many({"a": 1}),
+            await cache.adelete_many(iter(["a", "b"])),
+        ]
+
+    with caplog.at_level(logging.WARNING, logger="redis_conn.cache"):
+        assert asyncio.run(main()) == ["d", False, False, False, False, {}, ["a"], 0]
+    with caplog.at_level(logging.WARNING, logger="redis_conn.cache"):
+        caplog.clear()
+        cache.get("k", version=2)
+        cache.delete("k", prefix="p")
+        cache.get_many(iter(["a", "b"]))
+        cache.set_many({"a": 1, "b": 2}, version=3)
+        cache.delete_many(iter(["a", "b"]))
+        cache.ttl("k")
+        cache.pexpire_at("k", 5)
+        asyncio.run(main())
+    assert [r.getMessage().split(" failed")[0].split(": ", 1)[1] for r in caplog.records] == [
+        "GET ':2:k'",
+        "DEL 'p:1:k'",
+        "MGET ':1:a'",
+        "SET ':3:a'",
+        "DEL ':1:a'",
+        "TTL ':1:k'",
+        "PEXPIREAT ':1:k'",
+        "GET ':1:k'",
+        "SET ':1:k'",
+        "EXPIRE ':1:k'",
+        "DEL ':4:k'",
+        "EXISTS ':1:k'",
+        "MGET ':1:a'",
+        "SET ':1:a'",
+        "DEL ':1:a'",
+    ]
+
+
 def test_without_ignore_exceptions_a_down_server_raises(
     configure: ConfigureCache, killable_server: Any
 ) -> None:
