@@ -40,7 +40,7 @@ from redis_conn.internals import is_connected
 from redis_conn.masking import mask_text
 from redis_conn.naming import explain_refused_name
 from redis_conn.read_only import all_resendable, command_name, may_resend
-from redis_conn.session_state import CLEAN, session_after
+from redis_conn.session_state import CLEAN, QUIET, session_after
 
 _NETWORK_ERRORS = (RedisConnectionError, RedisTimeoutError)
 # Before Python 3.12, asyncio.wait_for (which redis-py sends under) can swallow a cancellation.
@@ -103,7 +103,12 @@ class ReplyAccounting:
 
     def _note_command(self, args: tuple[Any, ...]) -> None:
         self._next = (1, not may_resend(args), args[:2])  # the name, never values
-        self._session = session_after(self._session, (args,))
+        try:
+            quiet = args[0] in QUIET  # most commands: one set lookup on the per-command path
+        except (TypeError, IndexError):  # an unhashable name (memoryview), or none
+            quiet = False
+        if not quiet:
+            self._session = session_after(self._session, (args,))
 
     def _note_batch(self, batch: list[Any]) -> None:
         self._next = (len(batch), not all_resendable(batch), len(batch))

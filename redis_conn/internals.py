@@ -22,6 +22,7 @@ delegate whatever they do not define to the real connection (:mod:`redis_conn.mu
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -251,8 +252,9 @@ class PoolInternals:
 
     _available_connections: list[Any]
 
+    @abstractmethod
     def lent_connections(self) -> set[Any]:
-        raise NotImplementedError  # the pools say what they have lent
+        """The connections lent out now: the pools' own leases say."""
 
     @property
     def idle(self) -> list[Any]:

@@ -29,6 +29,7 @@ import os
 import threading
 import time
 import weakref
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -198,13 +199,14 @@ class NamedPool(PoolInternals):
         self._waiters: deque[Any] = deque()
         self._closed = False
 
+    # How a waiter is told things: a thread's lock, or a task's future (the two pools).
+    @abstractmethod
     def _has_left(self, waiter: Any) -> bool:
         """Whether a waiter in line no longer waits (it gave up, or was already served)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _allow_create(self, waiter: Any) -> None:
         """Wake a waiter whose place is leased to it, with leave to create a connection."""
-        raise NotImplementedError
 
     def lent_connections(self) -> set[Any]:
         """The connections lent out now (redis-py's maintenance code iterates them)."""

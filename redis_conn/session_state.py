@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["CLEAN", "SESSION_COMMANDS", "session_after"]
+__all__ = ["CLEAN", "QUIET", "SESSION_COMMANDS", "session_after"]
 
 #: Commands whose effect lasts until the connection is closed.
 SESSION_COMMANDS = frozenset(
@@ -62,6 +62,9 @@ _EFFECTS: dict[str, tuple[int, int]] = {
 _BY_SUBCOMMAND = frozenset({"CLIENT"})
 _UNKNOWN: Any = object()
 _cache: dict[Any, tuple[int, int] | None] = {}  # name as given -> effect (None: see subcommand)
+#: Command names, as given, known to leave the session as it is (GET, SET, ...): a caller on
+#: the per-command path skips :func:`session_after` for them with one set lookup.
+QUIET: set[Any] = set()
 _MAX_CACHED = 1024
 
 
@@ -89,6 +92,8 @@ def _effect(args: tuple[Any, ...] | list[Any]) -> tuple[int, int]:
             )
         if len(_cache) < _MAX_CACHED and isinstance(name, str | bytes):
             _cache[name] = effect
+            if effect == _KEEPS:
+                QUIET.add(name)
     if effect is None:  # CLIENT <subcommand>
         if len(args) < 2:
             return _KEEPS
