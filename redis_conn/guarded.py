@@ -350,10 +350,6 @@ class AsyncGuardedSentinelSSLConnection(_AsyncGuard, async_sentinel.SentinelMana
     pass
 
 
-def owes_replies(connection: object) -> bool:
-    return isinstance(connection, ReplyAccounting) and connection.replies_owed > 0
-
-
 def unfit_to_lend(connection: object) -> bool:
     """Whether a connection given back must be closed rather than lent again: it still owes
     replies (an interrupted command, a half-made handshake), or a command changed its session
