@@ -21,6 +21,8 @@ from redis_conn.async_pools import (
     AsyncGuardedPool,
     AsyncGuardedSentinelConnectionPool,
 )
+from redis_conn.cached_reads import CachedAsyncRedis, CachedMultiplexedRedis
+from redis_conn.client_cache import ClientCache
 from redis_conn.clients import connection_kwargs, pool_kwargs, replica_reads, sentinel_kwargs
 from redis_conn.cluster import (
     after_write_rule,
@@ -126,13 +128,15 @@ class AsyncNamedRedisCluster(redis.asyncio.cluster.RedisCluster):
             raise
 
 
-def build_async_client(spec: ConnectionSpec, *, fake_server: Any = None) -> AsyncClient:
+def build_async_client(
+    spec: ConnectionSpec, *, fake_server: Any = None, client_cache: ClientCache | None = None
+) -> AsyncClient:
     if spec.kind == "fake":
         import fakeredis
 
         return fakeredis.FakeAsyncRedis(server=fake_server, **spec.options)
     if spec.kind == "sentinel":
-        return _async_sentinel_client(spec)
+        return _async_sentinel_client(spec, client_cache)
     if spec.kind == "cluster":
         return _async_cluster_client(spec)
     assert spec.url is not None
@@ -142,9 +146,23 @@ def build_async_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Asyn
         **pool_kwargs(spec),
         **connection_kwargs(spec, AsyncRetry),
     )
+    return _async_client_on(pool, spec, client_cache)
+
+
+def _async_client_on(
+    pool: Any, spec: ConnectionSpec, client_cache: ClientCache | None
+) -> redis.asyncio.Redis:
+    client: redis.asyncio.Redis
+    if client_cache is None:
+        if spec.multiplex:
+            return multiplexed_client(pool, spec)
+        return AsyncNamedRedis.from_pool(pool)
     if spec.multiplex:
-        return multiplexed_client(pool, spec)
-    return AsyncNamedRedis.from_pool(pool)
+        client = multiplexed_client(pool, spec, CachedMultiplexedRedis)
+    else:
+        client = CachedAsyncRedis.from_pool(pool)
+    client_cache.serve(client)
+    return client
 
 
 async def aclose_client(client: AsyncClient) -> None:
@@ -167,7 +185,9 @@ async def aclose_client(client: AsyncClient) -> None:
             await sentinel.aclose()
 
 
-def _async_sentinel_client(spec: ConnectionSpec) -> redis.asyncio.Redis:
+def _async_sentinel_client(
+    spec: ConnectionSpec, client_cache: ClientCache | None
+) -> redis.asyncio.Redis:
     assert spec.service_name is not None
     kwargs = connection_kwargs(spec, AsyncRetry)
     manager = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
@@ -183,10 +203,7 @@ def _async_sentinel_client(spec: ConnectionSpec) -> redis.asyncio.Redis:
         **pool_kwargs(spec),
         **kwargs,
     )
-    if spec.multiplex:
-        client: redis.asyncio.Redis = multiplexed_client(pool, spec)
-    else:
-        client = AsyncNamedRedis.from_pool(pool)
+    client = _async_client_on(pool, spec, client_cache)
     client.sentinel_manager = manager  # type: ignore[attr-defined]
     return client
 

@@ -184,13 +184,18 @@ async def _send_batch(root: Root, name: str, futures: list[Future[Any]]) -> Base
         client = root.registry.get_async(name)
         if isinstance(client, AsyncRedisCluster):
             return await _send_cluster(client, futures, root.transaction)
+        cache = getattr(client, "client_cache", None)
         batch_client = getattr(client, "batch_client", None)
         if batch_client is not None:  # MULTIPLEX: one contiguous write on the shared connection
             commands = [(f._args, f._options) for f in futures]
             client = batch_client(commands, transaction=root.transaction)
-        if root.transaction:
-            return await _send_transaction(client, name, futures)
-        return await _send_plain(client, name, futures)
+        try:
+            if root.transaction:
+                return await _send_transaction(client, name, futures)
+            return await _send_plain(client, name, futures)
+        finally:
+            if cache is not None:  # CLIENT_CACHE: the batch's writes drop local copies
+                cache.wrote_all(f._args for f in futures)
     except Exception as exc:
         fail_unsettled(futures, exc)
         return exc

@@ -12,6 +12,8 @@ import redis.sentinel
 from redis.cluster import LoadBalancingStrategy
 from redis.driver_info import DriverInfo
 
+from redis_conn.cached_reads import CachedRedis
+from redis_conn.client_cache import ClientCache
 from redis_conn.cluster import NamedRedisCluster, cluster_connection_class
 from redis_conn.config import ConnectionSpec
 from redis_conn.guarded import sync_connection_class
@@ -76,14 +78,17 @@ def pool_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
     }
 
 
-def build_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Client:
-    """A client for ``spec``; nothing connects until the first command."""
+def build_client(
+    spec: ConnectionSpec, *, fake_server: Any = None, client_cache: ClientCache | None = None
+) -> Client:
+    """A client for ``spec``; nothing connects until the first command. ``client_cache``:
+    its CLIENT_CACHE's local copies (standalone and Sentinel)."""
     if spec.kind == "fake":
         import fakeredis
 
         return fakeredis.FakeRedis(server=fake_server, **spec.options)
     if spec.kind == "sentinel":
-        return _sentinel_client(spec)
+        return _sentinel_client(spec, client_cache)
     if spec.kind == "cluster":
         return _cluster_client(spec)
     assert spec.url is not None
@@ -94,7 +99,15 @@ def build_client(spec: ConnectionSpec, *, fake_server: Any = None) -> Client:
         **pool_kwargs(spec),
         **connection_kwargs(spec),
     )
-    return NamedRedis.from_pool(pool)
+    return _client_on(pool, client_cache)
+
+
+def _client_on(pool: Any, client_cache: ClientCache | None) -> redis.Redis:
+    if client_cache is None:
+        return NamedRedis.from_pool(pool)
+    client = CachedRedis.from_pool(pool)
+    client_cache.serve(client)
+    return client
 
 
 def close_client(client: Client) -> None:
@@ -122,7 +135,7 @@ def _close_pool(pool: Any) -> None:
         pool.disconnect()
 
 
-def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
+def _sentinel_client(spec: ConnectionSpec, client_cache: ClientCache | None) -> redis.Redis:
     assert spec.service_name is not None
     kwargs = connection_kwargs(spec)
     manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
@@ -138,7 +151,7 @@ def _sentinel_client(spec: ConnectionSpec) -> redis.Redis:
         **pool_kwargs(spec),
         **kwargs,
     )
-    client = NamedRedis.from_pool(pool)
+    client = _client_on(pool, client_cache)
     client.sentinel_manager = manager  # type: ignore[attr-defined]  # health reads it
     return client
 

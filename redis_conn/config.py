@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis_conn.client_cache_settings import CacheSettings, cache_settings
 from redis_conn.entries import (
     DEFAULTS,
     KNOWN_KEYS,
@@ -88,6 +89,8 @@ class ConnectionSpec:
     health_check_interval: float = DEFAULTS["HEALTH_CHECK_INTERVAL"]
     retry: int = DEFAULTS["RETRY"]
     multiplex: bool = DEFAULTS["MULTIPLEX"]
+    #: CLIENT_CACHE (CONTRACT section 11); None: off.
+    client_cache: CacheSettings | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     #: The name its connections send with CLIENT SETNAME (the owner's, for an alias); None: off.
     client_name: str | None = None
@@ -175,6 +178,7 @@ def _spec(name: str, entry: Mapping[str, Any], client_name_prefix: str | None) -
         health_check_interval=values["HEALTH_CHECK_INTERVAL"],
         retry=values["RETRY"],
         multiplex=values["MULTIPLEX"],
+        client_cache=cache_settings(values["CLIENT_CACHE"]),
         options=dict(entry.get("OPTIONS", {})),
         client_name=_client_name(name, kind, values, client_name_prefix),
     )

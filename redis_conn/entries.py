@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "RETRY": 3,
     "CLIENT_NAME": True,
     "MULTIPLEX": False,
+    "CLIENT_CACHE": False,
 }
 KNOWN_KEYS = (
     "URL",
@@ -268,6 +269,16 @@ def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
                 "Remove MULTIPLEX: cluster clients keep a pool per node.",
             )
         )
+    if cluster and entry.get("CLIENT_CACHE") not in (None, False):
+        problems.append(
+            conflict(
+                "CLIENT_CACHE",
+                "has CLIENT_CACHE with CLUSTER; the client-side cache is not built for Redis "
+                "Cluster yet, and a cache that missed a node's invalidations would serve stale "
+                "values.",
+                "Remove CLIENT_CACHE (or set it to False) on cluster connections.",
+            )
+        )
     if cluster and isinstance(entry.get("URL"), str) and entry["URL"].startswith("unix:"):
         problems.append(
             conflict(
@@ -388,6 +399,48 @@ def _check_options(name: str, key: str, value: object) -> Problem | None:
     return _check_kwargs(name, key, value)
 
 
+_CLIENT_CACHE_KEYS = ("MAX_ENTRIES", "MAX_BYTES", "PREFIXES")
+#: A cache smaller than this could keep nothing (a value may use 1/16 of it).
+MIN_CACHE_BYTES = 16 * 1024
+
+
+def _check_client_cache(name: str, key: str, value: object) -> Problem | None:
+    if isinstance(value, bool):
+        return None
+    expected = (
+        "True, False or a dict with MAX_ENTRIES, MAX_BYTES and/or PREFIXES "
+        '(e.g. {"MAX_ENTRIES": 10_000, "MAX_BYTES": 64 * 2**20})'
+    )
+    if not isinstance(value, Mapping):
+        return _bad_type(name, key, value, expected)
+    for inner, setting in value.items():
+        where = f"CLIENT_CACHE[{inner!r}]"
+        if inner not in _CLIENT_CACHE_KEYS:
+            close = difflib.get_close_matches(str(inner), _CLIENT_CACHE_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return Problem(
+                E_UNKNOWN_KEY,
+                f"{messages.subject(name)} has {where}, which is not a client cache "
+                f"setting{hint}; known: {', '.join(_CLIENT_CACHE_KEYS)}.",
+                connection=name,
+                key=key,
+            )
+        if inner == "PREFIXES":
+            ok = (
+                isinstance(setting, (list, tuple))
+                and len(setting) > 0
+                and all(isinstance(p, (str, bytes)) and p for p in setting)
+            )
+            if not ok:
+                return _bad_type(name, where, setting, "a non-empty list of non-empty key prefixes")
+            continue
+        minimum = 1 if inner == "MAX_ENTRIES" else MIN_CACHE_BYTES
+        problem: Problem | None = _check_count(minimum)(name, where, setting)
+        if problem is not None:
+            return problem
+    return None
+
+
 _VALUE_CHECKS = {
     "URL": _check_url,
     "FAKE": _check_bool,
@@ -405,5 +458,6 @@ _VALUE_CHECKS = {
     "RETRY": _check_count(0, MAX_RETRY),
     "CLIENT_NAME": _check_bool,
     "MULTIPLEX": _check_bool,
+    "CLIENT_CACHE": _check_client_cache,
     "OPTIONS": _check_options,
 }

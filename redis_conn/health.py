@@ -61,6 +61,8 @@ class ConnectionHealth:
     budget: dict[str, Any] | None = None
     mode: Literal["pooled", "multiplexed"] = "pooled"
     multiplex: dict[str, int] | None = None
+    #: CLIENT_CACHE's counts in this process (CONTRACT section 11); None when off.
+    client_cache: dict[str, Any] | None = None
     nodes: list[dict[str, Any]] | None = None  # a cluster's nodes; absent from the JSON otherwise
 
     def degrade(self, reason: str) -> None:
@@ -102,6 +104,10 @@ class Connections(Protocol):
 
     def created_async_clients(self) -> Iterable[tuple[str, Any]]:
         """The asyncio clients of every live event loop, by owning connection name."""
+        ...
+
+    def client_cache(self, name: str) -> Any:
+        """``name``'s :class:`~redis_conn.client_cache.ClientCache`, or None when off."""
         ...
 
 
@@ -204,6 +210,11 @@ def _check(
                 entry.server_connections, entry.maxclients = summarize(uses)
         entry.pool, pool_problems = _pool_report(client, spec, _async_pools(registry, spec))
         problems.extend(pool_problems)
+        cache = registry.client_cache(spec.name)
+        if cache is not None:
+            entry.client_cache = cache.report()
+            if not cache.listening:
+                problems.append(cache.not_listening_reason())
         role = (entry.server or {}).get("role")
         if spec.kind == "sentinel" and role not in (None, "master"):
             problems.append(f"sentinel primary answers as {role}")

@@ -76,6 +76,15 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
                 f"{mux['connected']} shared connection(s) of {mux['event_loops']} event "
                 f"loop(s), {mux['reconnects']} reconnect(s)"
             )
+    for c in report["connections"]:
+        cache = c.get("client_cache")
+        if cache is not None and c["alias_of"] is None:
+            state = "listening" if cache["listening"] else "NOT listening (serving nothing)"
+            lines.append(
+                f"{c['name']}: client cache {state}: {cache['entries']} entries, "
+                f"{cache['bytes']} bytes, {cache['hits']} hits, {cache['misses']} misses, "
+                f"{cache['invalidations']} invalidations, {cache['flushes']} flushes"
+            )
     legend = "POOL = in use/created/max"
     if budgets:
         legend += "; NAMED = sockets with this name on the server/maxclients"

@@ -49,6 +49,7 @@ __all__ = [
     "hiredis_packer",
     "is_connected",
     "run_pipeline_batch",
+    "socket_of",
 ]
 
 
@@ -142,6 +143,13 @@ RELIED_ON: tuple[Reliance, ...] = (
         "as the sync connection's",
     ),
     Reliance(
+        "redis.connection.AbstractConnection",
+        "_sock",
+        "the client cache's invalidation thread waits on its socket with select, reading "
+        "only when data is there (redis_conn.invalidations)",
+        instance=True,
+    ),
+    Reliance(
         "redis.asyncio.connection.AbstractConnection",
         "on_connect_check_health",
         "as the sync connection's",
@@ -214,6 +222,11 @@ def is_connected(connection: Any) -> bool:
         return bool(connection.is_connected)
     except AttributeError:
         return connection._sock is not None
+
+
+def socket_of(connection: Any) -> Any:
+    """A connected sync connection's socket (to wait on it with ``select``), or None."""
+    return connection._sock
 
 
 async def has_data(connection: Any) -> bool:

@@ -237,6 +237,8 @@ class MultiplexedPipeline(AsyncNamedPipeline):
         raw = None if transaction else [NEVER_DECODE in options for _, options in stack]
         kind = "transaction" if transaction else "pipeline"
         channel = Channel(mux, raw, batch_label(kind, len(stack)))
+        cache = self.client_cache
+        sent = [args for args, _ in stack] if cache is not None else []
         try:
             return await run_pipeline_batch(
                 self, channel, stack, raise_on_error, transaction=transaction
@@ -247,6 +249,8 @@ class MultiplexedPipeline(AsyncNamedPipeline):
                 raise ReplyNotUnderstood(mux.name, channel.label, exc) from exc
             raise
         finally:
+            if cache is not None:  # CLIENT_CACHE: the batch's writes drop local copies
+                cache.wrote_all(sent)
             await self.reset()  # type: ignore[no-untyped-call]
 
 
@@ -341,9 +345,11 @@ class _SharedBatch:
         self.response_callbacks = client.response_callbacks
 
 
-def multiplexed_client(pool: Any, spec: ConnectionSpec) -> MultiplexedRedis:
+def multiplexed_client(
+    pool: Any, spec: ConnectionSpec, client_class: type[MultiplexedRedis] | None = None
+) -> MultiplexedRedis:
     """The client of a MULTIPLEX connection, over the pool its dedicated connections come from."""
-    client = MultiplexedRedis(connection_pool=pool)
+    client = (client_class or MultiplexedRedis)(connection_pool=pool)
     client.auto_close_connection_pool = True  # as from_pool(): closing the client closes the pool
     client.multiplexer = Multiplexer(pool, spec)
     return client

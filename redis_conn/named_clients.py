@@ -82,14 +82,22 @@ class NamedRedis(_SyncReplies, redis.Redis):
 class NamedPipeline(_SyncReplies, redis.client.Pipeline):
     """redis-py's pipeline, with the reply rule and a single release."""
 
+    #: Set by a CLIENT_CACHE connection's client: the batch's writes drop local copies.
+    client_cache: Any = None
+
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         label = _batch_label(self)
+        cache = self.client_cache
+        sent = [args for args, _ in self.command_stack] if cache is not None else []
         try:
             return super().execute(raise_on_error)
         except RedisError:
             raise
         except Exception as exc:  # after the batch was written (packing raises DataError)
             raise _unreadable(self.connection_pool, label, exc) from exc
+        finally:
+            if cache is not None:
+                cache.wrote_all(sent)
 
     def __del__(self) -> None:
         # Never release from a finalizer (see the module docstring): forget the connection.
@@ -110,11 +118,19 @@ class AsyncNamedRedis(_AsyncReplies, redis.asyncio.Redis):  # type: ignore[misc]
 class AsyncNamedPipeline(_AsyncReplies, redis.asyncio.client.Pipeline):  # type: ignore[misc]
     """redis-py's asyncio pipeline with the reply rule."""
 
+    #: Set by a CLIENT_CACHE connection's client: the batch's writes drop local copies.
+    client_cache: Any = None
+
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
         label = _batch_label(self)
+        cache = self.client_cache
+        sent = [args for args, _ in self.command_stack] if cache is not None else []
         try:
             return await super().execute(raise_on_error)
         except RedisError:
             raise
         except Exception as exc:
             raise _unreadable(self.connection_pool, label, exc) from exc
+        finally:
+            if cache is not None:
+                cache.wrote_all(sent)

@@ -57,6 +57,18 @@ def configured_provider() -> MeterProvider | None:
     return provider
 
 
+_CACHE_GAUGES = (
+    ("entries", "{entry}", "Replies kept in the client-side cache."),
+    ("bytes", "By", "Bytes the client-side cache's entries take (keys and values)."),
+)
+_CACHE_COUNTERS = (
+    ("hits", "{read}", "Reads answered from the client-side cache."),
+    ("misses", "{read}", "Cacheable reads that went to the server."),
+    ("invalidations", "{entry}", "Local copies dropped because their key changed."),
+    ("flushes", "{flush}", "Times the whole client-side cache was emptied."),
+)
+
+
 class OTelRecorder:
     """Every instrument of redis_conn, on one MeterProvider: a :class:`redis_conn.metrics.Recorder`.
 
@@ -117,6 +129,22 @@ class OTelRecorder:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
 
+        # CLIENT_CACHE (CONTRACT section 11): the same counts as the health report's.
+        for field, unit, what in _CACHE_GAUGES:
+            meter.create_observable_up_down_counter(
+                f"redis_conn.client_cache.{field}",
+                callbacks=[self._cache_observer(field)],
+                unit=unit,
+                description=what,
+            )
+        for field, unit, what in _CACHE_COUNTERS:
+            meter.create_observable_counter(
+                f"redis_conn.client_cache.{field}",
+                callbacks=[self._cache_observer(field)],
+                unit=unit,
+                description=what,
+            )
+
     # -- hooks -----------------------------------------------------------------------------
 
     def instrument(self, spec: ConnectionSpec, client: Any) -> None:
@@ -156,6 +184,17 @@ class OTelRecorder:
             most[name] += usage.max_connections
         for name, value in most.items():
             yield Observation(value, {POOL_NAME: name})
+
+    def _cache_observer(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            seen: set[int] = set()
+            for name, client in self._clients():
+                cache = getattr(client, "client_cache", None)
+                if cache is not None and id(cache) not in seen:
+                    seen.add(id(cache))
+                    yield Observation(cache.stats()[field], {POOL_NAME: name})
+
+        return observe
 
     def _usages(self) -> Iterator[tuple[str, Any]]:
         """Every pool still in service of every client the metrics layer was given: the sync

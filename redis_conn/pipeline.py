@@ -462,9 +462,14 @@ def send_batch(root: Root, name: str, futures: list[Future[Any]]) -> BaseExcepti
             if root.transaction:
                 return _send_cluster_transaction(client, name, futures)
             return _send_cluster(client, futures)
-        if root.transaction:
-            return _send_transaction(client, name, futures)
-        return _send_plain(client, name, futures)
+        cache = getattr(client, "client_cache", None)
+        try:
+            if root.transaction:
+                return _send_transaction(client, name, futures)
+            return _send_plain(client, name, futures)
+        finally:
+            if cache is not None:  # CLIENT_CACHE: the batch's writes drop local copies
+                cache.wrote_all(f._args for f in futures)
     except Exception as exc:
         fail_unsettled(futures, exc)
         return exc

@@ -23,9 +23,11 @@ from redis.cluster import RedisCluster
 
 from redis_conn import messages, metrics
 from redis_conn.async_clients import AsyncClient, aclose_client, build_async_client
+from redis_conn.client_cache import ClientCache
 from redis_conn.clients import Client, build_client, close_client
 from redis_conn.config import EMBEDDED_DEFAULT, ConnectionSpec, parse
 from redis_conn.exceptions import ConnectionNotFound
+from redis_conn.invalidations import InvalidationListener, plain_connection_factory
 
 SettingsLoader = Callable[[], Mapping[str, Any] | None]
 #: A client name prefix, or how to read it when the settings are read (Django: a setting).
@@ -71,6 +73,7 @@ class ConnectionRegistry:
         self._clients: dict[str, Client] = {}
         self._async_clients: dict[int, _LoopClients] = {}
         self._fake_servers: dict[str, Any] = {}
+        self._client_caches: dict[str, ClientCache] = {}
         self._inherited: list[object] = []
         _track_for_fork(self)
 
@@ -164,7 +167,11 @@ class ConnectionRegistry:
                 client = self._clients.get(spec.root)
                 if client is None:
                     root = self.specs[spec.root]
-                    client = build_client(root, fake_server=self._fake_server(root))
+                    client = build_client(
+                        root,
+                        fake_server=self._fake_server(root),
+                        client_cache=self.client_cache(root.name),
+                    )
                     metrics.instrument_client(root, client)
                     self._clients[spec.root] = client
         return client
@@ -193,10 +200,44 @@ class ConnectionRegistry:
                 client = entry.clients.get(spec.root)
                 if client is None:
                     root = self.specs[spec.root]
-                    client = build_async_client(root, fake_server=self._fake_server(root))
+                    client = build_async_client(
+                        root,
+                        fake_server=self._fake_server(root),
+                        client_cache=self.client_cache(root.name),
+                    )
                     metrics.instrument_client(root, client)
                     entry.clients[spec.root] = client
         return client
+
+    def client_cache(self, name: str = "default") -> ClientCache | None:
+        """The local copies of ``name``'s connection (CLIENT_CACHE, CONTRACT section 11), one
+        per process, shared by its sync client and its asyncio clients; None when off."""
+        spec = self.spec(name)
+        root = self.specs[spec.root]
+        if root.client_cache is None or root.kind in ("fake", "cluster"):
+            return None
+        cache = self._client_caches.get(root.name)
+        if cache is None:
+            with self._lock:
+                cache = self._client_caches.get(root.name)
+                if cache is None:
+                    cache = self._client_caches[root.name] = self._new_client_cache(root)
+        return cache
+
+    def _new_client_cache(self, spec: ConnectionSpec) -> ClientCache:
+        assert spec.client_cache is not None
+        cache = ClientCache(
+            spec.name, spec.client_cache, first_wait=spec.socket_connect_timeout or 2.0
+        )
+
+        def connection_factory() -> Callable[[], Any]:
+            # In the listener's thread: the sync client's pool says how to connect.
+            pool = self.get(spec.name).connection_pool  # type: ignore[union-attr]
+            return plain_connection_factory(pool, spec.client_name)
+
+        cache.listener = InvalidationListener(cache, connection_factory)
+        cache.listener.start_once()  # listening before the second read, as a rule
+        return cache
 
     def created_clients(self) -> dict[str, Client]:
         """The sync clients created so far, by owning connection name (for health reports)."""
@@ -257,6 +298,9 @@ class ConnectionRegistry:
         return server
 
     def _close_clients(self) -> None:
+        caches, self._client_caches = self._client_caches, {}
+        for cache in caches.values():
+            cache.close()
         clients, self._clients = self._clients, {}
         for client in clients.values():
             close_client(client)
@@ -286,6 +330,7 @@ class ConnectionRegistry:
         self._inherited.append((self._clients, self._async_clients))
         self._clients = {}
         self._async_clients = {}
+        self._client_caches = {}  # the inherited ones were emptied (redis_conn.client_cache)
 
     def __repr__(self) -> str:
         names = ", ".join(self._specs) if self._specs is not None else "not loaded"

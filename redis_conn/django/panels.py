@@ -9,12 +9,14 @@ Install the ``debug-toolbar`` extra and add the panel to the toolbar's list::
 The panel shows each ``execute()`` of the request's pipeline (the flush after the view is the
 last): per connection, the commands it sent in that one round trip, by name and key as in
 error messages (never a value), and the round trips the pipeline saved over sending each
-command alone. It reads what :class:`~redis_conn.request_scope.RequestStats` counted, so it
+command alone; and the reads a ``CLIENT_CACHE`` answered from process memory (no round
+trip at all). It reads what :class:`~redis_conn.request_scope.RequestStats` counted, so it
 adds nothing to the request.
 """
 
 from __future__ import annotations
 
+from contextvars import Token
 from typing import Any
 
 from debug_toolbar.panels import Panel
@@ -22,6 +24,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from redis_conn.client_cache import LOCAL_READS, LocalRead
 from redis_conn.exceptions import ResultNotReady
 from redis_conn.pipeline import Future
 from redis_conn.request_scope import RequestPipeline, RequestStats
@@ -46,10 +49,29 @@ class RedisPanel(Panel):
         trips = ngettext("%(n)d round trip", "%(n)d round trips", round_trips) % {"n": round_trips}
         return f"{text} in {trips}"
 
+    def enable_instrumentation(self) -> None:
+        # Reads a CLIENT_CACHE answered locally are written down while the request runs.
+        self._local_reads: list[LocalRead] = []
+        self._local_reads_token: Token[list[LocalRead] | None] | None = LOCAL_READS.set(
+            self._local_reads
+        )
+
+    def disable_instrumentation(self) -> None:
+        token = getattr(self, "_local_reads_token", None)
+        if token is not None:
+            LOCAL_READS.reset(token)
+            self._local_reads_token = None
+
     def generate_stats(self, request: HttpRequest, response: HttpResponseBase) -> None:
         scope = request.__dict__.get(_SCOPE_ATTR)
         stats = scope.stats if isinstance(scope, RequestPipeline) else RequestStats()
-        self.record_stats(panel_stats(stats, used=isinstance(scope, RequestPipeline)))
+        self.record_stats(
+            panel_stats(
+                stats,
+                used=isinstance(scope, RequestPipeline),
+                local_reads=getattr(self, "_local_reads", []),
+            )
+        )
         self._server_timing = response.headers.get("Server-Timing")
 
     def get_headers(self, request: HttpRequest) -> dict[str, str]:
@@ -63,7 +85,9 @@ class RedisPanel(Panel):
         return headers
 
 
-def panel_stats(stats: RequestStats, *, used: bool = True) -> dict[str, Any]:
+def panel_stats(
+    stats: RequestStats, *, used: bool = True, local_reads: list[LocalRead] | None = None
+) -> dict[str, Any]:
     """What the panel shows, as plain data (the toolbar may store it as JSON)."""
     executes = [
         {
@@ -91,6 +115,9 @@ def panel_stats(stats: RequestStats, *, used: bool = True) -> dict[str, Any]:
         "duration_ms": round(stats.seconds * 1000, 2),
         "connections": list(connections.values()),
         "executes": executes,
+        "local_reads": [
+            {"connection": read.connection, "command": read.command} for read in local_reads or []
+        ],
     }
 
 
