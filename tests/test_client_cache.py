@@ -10,7 +10,6 @@ what a plain redis-py client sees.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import multiprocessing

@@ -26,6 +26,9 @@ REDIS_CONNECTIONS = {
     "cache": {"ALIAS": "default"},
     "async_cache": {"URL": f"{URL}/2"},
     "sessions": {"URL": f"{URL}/3"},
+    # CLIENT_CACHE: the same tests with reads answered from process memory.
+    "cached": {"URL": f"{URL}/4", "CLIENT_CACHE": True},
+    "async_cached": {"URL": f"{URL}/5", "CLIENT_CACHE": True, "MULTIPLEX": True},
 }
 CACHES = {
     # Picked up by Django's cache.tests as the configuration of its RedisCacheTests.

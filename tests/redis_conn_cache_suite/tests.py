@@ -16,6 +16,7 @@ from django.core.cache.backends.base import BaseCache
 from django.test import TestCase, override_settings
 
 from redis_conn.django.cache import RedisCache
+from redis_conn.registry import current_registry
 
 from .backends import ASYNC_TWINS, AsyncPathRedisCache
 
@@ -27,6 +28,11 @@ ASYNC_PARAMS = {
 # BaseCache's own async methods that only call other async methods (ours): inherited, and
 # asyncio-only all the same (test_django_cache_async.py checks no sync client is made).
 BUILT_ON_OURS = frozenset({"aget_or_set", "adecr", "adecr_version"})
+CACHED_PARAMS = {"BACKEND": "redis_conn.django.cache.RedisCache", "LOCATION": "cached"}
+ASYNC_CACHED_PARAMS = {
+    "BACKEND": "redis_conn_cache_suite.backends.AsyncPathRedisCache",
+    "LOCATION": "async_cached",
+}
 SESSION_PARAMS = {"BACKEND": "redis_conn.django.cache.RedisCache", "LOCATION": "sessions"}
 
 
@@ -66,6 +72,34 @@ class RedisConnAsyncPathCacheTests(django_cache_tests.BaseCacheTests, TestCase):
             if name in BUILT_ON_OURS:
                 continue
             self.assertIsNot(getattr(RedisCache, name), getattr(BaseCache, name))
+
+
+@override_settings(CACHES=caches_setting(CACHED_PARAMS))
+class RedisConnClientCacheTests(RedisConnCacheTests):
+    """Every test again with CLIENT_CACHE: a local copy never outlives a write."""
+
+    def test_reads_were_answered_locally(self) -> None:
+        cache = caches["default"]
+        cache.set("local", "value")
+        for _ in range(50):
+            self.assertEqual(cache.get("local"), "value")
+        local = cache._redis(None).client_cache  # type: ignore[attr-defined]
+        self.assertGreater(local.hits, 0)
+
+
+@override_settings(CACHES=caches_setting(ASYNC_CACHED_PARAMS))
+class RedisConnAsyncClientCacheTests(RedisConnAsyncPathCacheTests):
+    """The async path (MULTIPLEX) again with CLIENT_CACHE."""
+
+    def test_reads_were_answered_locally(self) -> None:
+        cache = caches["default"]
+        cache.set("local", "value")
+        local = current_registry().client_cache("async_cached")
+        assert local is not None
+        hits = local.hits
+        for _ in range(50):
+            self.assertEqual(cache.get("local"), "value")  # aget, behind the sync facade
+        self.assertGreater(local.hits, hits)
 
 
 @override_settings(

@@ -24,6 +24,8 @@ DJANGO = "cache.tests.RedisCacheTests"
 OURS = "redis_conn_cache_suite.tests.RedisConnCacheTests"
 OURS_ASYNC = "redis_conn_cache_suite.tests.RedisConnAsyncPathCacheTests"
 SESSIONS = "redis_conn_cache_suite.tests.SessionsOnRedisConnCacheTests"
+CACHED = "redis_conn_cache_suite.tests.RedisConnClientCacheTests"
+ASYNC_CACHED = "redis_conn_cache_suite.tests.RedisConnAsyncClientCacheTests"
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def test_django_own_redis_tests_ran_on_the_same_server(suite: dict[str, Any]) ->
     assert {outcome for outcome, _ in django.values()} == {"passed", "skipped"}
 
 
-@pytest.mark.parametrize("cls", [OURS, OURS_ASYNC])
+@pytest.mark.parametrize("cls", [OURS, OURS_ASYNC, CACHED, ASYNC_CACHED])
 def test_every_base_cache_test_ran_on_our_backend(suite: dict[str, Any], cls: str) -> None:
     ours = outcomes(suite, cls)
     missing = set(suite["base_tests"]) - set(ours)
@@ -90,7 +92,7 @@ def test_every_base_cache_test_ran_on_our_backend(suite: dict[str, Any], cls: st
     assert len(suite["base_tests"]) >= 50  # the whole of BaseCacheTests (54 in Django 5.2)
 
 
-@pytest.mark.parametrize("cls", [OURS, OURS_ASYNC])
+@pytest.mark.parametrize("cls", [OURS, OURS_ASYNC, CACHED, ASYNC_CACHED])
 def test_nothing_skipped_that_django_does_not_skip(suite: dict[str, Any], cls: str) -> None:
     django_skips = {t: d for t, (o, d) in outcomes(suite, DJANGO).items() if o == "skipped"}
     our_skips = {t: d for t, (o, d) in outcomes(suite, cls).items() if o == "skipped"}

@@ -20,6 +20,11 @@ from redis_conn.flask.extension import app_registry
 from redis_conn.flask.limiter import RedisConnStorage, storage_uri
 from redis_conn.flask.session import RedisConnSession, RedisConnSessionInterface
 
+try:
+    from servers import wait_until
+except ModuleNotFoundError:  # tests/ imported as a package
+    from tests.servers import wait_until
+
 CACHE_TYPE = "redis_conn.flask.caching.RedisConnCache"
 
 
@@ -239,3 +244,41 @@ def test_limiter_storage_takes_no_options() -> None:
         "Storage 'redis-conn://limits' takes no options (socket_timeout): the connection's "
         "settings are in REDIS_CONNECTIONS."
     )
+
+
+def test_flask_caching_reads_locally_on_a_client_cache_connection(
+    make_app: Any, redis_server: Any, raw_a: redis.Redis
+) -> None:
+    """CLIENT_CACHE on the connection: Flask-Caching's reads are answered from process
+    memory, and another client's write is seen (CONTRACT section 11)."""
+    app = make_app(
+        {
+            "default": {"URL": redis_server.url, "CLIENT_CACHE": True},
+            "plain": {"URL": redis_server.url},
+        },
+        cache_type=CACHE_TYPE,
+        cache_key_prefix="fcc:",
+    )
+    cache = Cache(app)
+    # Another process, as far as the cache can tell: a connection without CLIENT_CACHE.
+    writer = Cache(
+        app,
+        config={
+            "CACHE_TYPE": CACHE_TYPE,
+            "CACHE_REDIS_CONNECTION": "plain",
+            "CACHE_KEY_PREFIX": "fcc:",
+        },
+    )
+    with app.app_context():
+        local = app_registry(app).client_cache("default")
+        assert local is not None
+        wait_until(lambda: local.listening, 10, lambda: "the client cache listens")
+        cache.set("doc", {"a": 1})
+
+        def answered_locally() -> bool:
+            hits = local.hits
+            return bool(cache.get("doc") == {"a": 1} and local.hits > hits)
+
+        wait_until(answered_locally, 10, lambda: "Flask-Caching's get answered locally")
+        writer.set("doc", {"a": 2})
+        wait_until(lambda: cache.get("doc") == {"a": 2}, 10, lambda: "the new value is seen")
