@@ -134,11 +134,11 @@ def budgets(
     per_server: dict[str, int] = defaultdict(int)
     for name, server_list in uses.items():
         for use in server_list:
-            per_server[use.run_id] += specs[name].max_connections * workers
+            per_server[use.run_id] += per_process(specs[name]) * workers
     checks = {}
     for name in names:
         spec = specs[name]
-        total = spec.max_connections * workers
+        total = per_process(spec) * workers
         budget: dict[str, Any] = {
             "workers": workers,
             "max_connections": spec.max_connections,
@@ -158,6 +158,12 @@ def budgets(
                 problem = _over_budget(spec, workers, server_total, use, percent)
         checks[name] = BudgetCheck(budget, problem)
     return checks
+
+
+def per_process(spec: ConnectionSpec) -> int:
+    """The most connections one process opens for ``spec``: its pool, and CLIENT_CACHE's
+    invalidation connection."""
+    return spec.max_connections + (1 if spec.client_cache is not None else 0)
 
 
 def _worst(uses: list[ServerUse], per_server: dict[str, int]) -> tuple[ServerUse, int] | None:

@@ -194,6 +194,8 @@ class ClientCache:
             inflight = self._inflight
             for key in keys:
                 inflight[key] = inflight.get(key, 0) + 1
+                if len(key) > self._longest_key:  # a write of it must find it (wrote())
+                    self._longest_key = len(key)
             return self._epoch
         finally:
             self._lock.release()

@@ -561,6 +561,9 @@ def test_health_reports_the_counts_and_the_text_shows_them(
     assert "cached: client cache listening: 1 entries" in render(report)
     plain_entry = reader.registry.health(names=["plain"])["connections"][0]
     assert plain_entry["client_cache"] is None
+    # The budget counts the invalidation connection: one more per process.
+    budgeted = reader.registry.health(names=["cached", "plain"], workers=2)["connections"]
+    assert [c["budget"]["total"] for c in budgeted] == [2 * 51, 2 * 50]
 
 
 def test_local_reads_are_written_down_for_the_toolbar(
@@ -615,6 +618,25 @@ def test_reads_wait_for_nothing_when_the_server_is_down(
     assert cache is not None and not cache.listening and cache.entries == 0
     entry = registry.health(names=["cached"])["connections"][0]
     assert entry["status"] == "down"
+
+
+@pytest.mark.parametrize("transport", ["unix", "tls"])
+def test_unix_sockets_and_tls_connections_cache_too(
+    redis_server: RedisServer,
+    tls_server: RedisServer,
+    readers: Callable[..., Reader],
+    transport: str,
+) -> None:
+    server = redis_server if transport == "unix" else tls_server
+    url = server.unix_url if transport == "unix" else server.url
+    assert url is not None
+    options = {"ssl_ca_certs": server.ca_cert} if transport == "tls" else {}
+    reader = readers(url, "sync", OPTIONS=options) if options else readers(url, "sync")
+    with server.client() as plain:
+        plain.set("k", "old")
+        assert local_until_valid(reader, "get", "k") == b"old"
+        plain.set("k", "new")
+        wait_until(lambda: reader("get", "k") == b"new", DEADLINE, lambda: "invalidated")
 
 
 def test_threads_share_one_cache_and_one_listener(

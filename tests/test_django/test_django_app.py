@@ -90,7 +90,7 @@ def test_invalid_settings_raise_configuration_error_on_first_use(settings: Any) 
         "Redis connection 'default' has an unknown key 'PORT'. HINT: Valid keys: URL, ALIAS, "
         "FAKE, CLUSTER, READ_FROM_REPLICAS, SENTINELS, SERVICE_NAME, SENTINEL_KWARGS, "
         "MAX_CONNECTIONS, BLOCKING, POOL_TIMEOUT, SOCKET_TIMEOUT, SOCKET_CONNECT_TIMEOUT, "
-        "HEALTH_CHECK_INTERVAL, RETRY, CLIENT_NAME, MULTIPLEX, OPTIONS."
+        "HEALTH_CHECK_INTERVAL, RETRY, CLIENT_NAME, MULTIPLEX, CLIENT_CACHE, OPTIONS."
     )
 
 
