@@ -141,7 +141,9 @@ def plan_read(
     try:
         if kind == _SINGLE:
             key = args[1]
-            if type(key) is not bytes:
+            if type(key) is str:  # the usual key: what the encoder does, without its checks
+                key = key.encode(cache.encoding, cache.encoding_errors)
+            elif type(key) is not bytes:
                 key = encode(key)
             if len(args) == 2:
                 what = _GET_WHATS[decoded] if name == "GET" else (name, decoded)
@@ -168,14 +170,16 @@ class _SyncCachedReads:
     def execute_command(self, *args: Any, **options: Any) -> Any:
         cache = self.client_cache
         plan = plan_read(cache, args, options, cache.decodes)
-        run: Callable[..., Any] = super().execute_command  # type: ignore[misc]
         if plan is None:
-            if may_resend(args):
-                return run(*args, **options)
+            run: Callable[..., Any] = super().execute_command  # type: ignore[misc]
             try:
                 return run(*args, **options)
+            except NETWORK_ERRORS:
+                cache.flush()  # a reconnect, maybe a failover: start over from the server
+                raise
             finally:
-                cache.wrote(args)
+                if not may_resend(args):
+                    cache.wrote(args)
         fresh = monotonic() < cache.fresh_until or cache.vouch()
         value = plan.local(cache) if fresh else MISSING
         if value is not MISSING:
@@ -184,6 +188,7 @@ class _SyncCachedReads:
             if recorder is not None:
                 recorder.append(LocalRead(cache.name, command_label(args)))
             return value
+        run = super().execute_command  # type: ignore[misc]
         ticket = cache.begin(plan.keys, wait=cache.first_wait)
         kept: list[Any] = []
         try:
@@ -211,14 +216,16 @@ class _AsyncCachedReads:
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         cache = self.client_cache
         plan = plan_read(cache, args, options, cache.decodes)
-        run: Callable[..., Any] = super().execute_command  # type: ignore[misc]
         if plan is None:
-            if may_resend(args):
-                return await run(*args, **options)
+            run: Callable[..., Any] = super().execute_command  # type: ignore[misc]
             try:
                 return await run(*args, **options)
+            except NETWORK_ERRORS:
+                cache.flush()  # a reconnect, maybe a failover: start over from the server
+                raise
             finally:
-                cache.wrote(args)
+                if not may_resend(args):
+                    cache.wrote(args)
         fresh = monotonic() < cache.fresh_until or cache.vouch()
         value = plan.local(cache) if fresh else MISSING
         if value is not MISSING:
@@ -227,6 +234,7 @@ class _AsyncCachedReads:
             if recorder is not None:
                 recorder.append(LocalRead(cache.name, command_label(args)))
             return value
+        run = super().execute_command  # type: ignore[misc]
         ticket = cache.begin(plan.keys)  # no wait: the loop must not block
         kept: list[Any] = []
         try:

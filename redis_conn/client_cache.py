@@ -117,6 +117,8 @@ class ClientCache:
         #: How the connection's clients turn a key into bytes (their encoder's, set by
         #: :meth:`serve`).
         self.encode: Callable[[Any], bytes] = _not_served
+        self.encoding = "utf-8"
+        self.encoding_errors = "strict"
         #: Whether the clients decode replies (OPTIONS' decode_responses).
         self.decodes = False
         #: How long a sync client's first read waits for the listener (once per listener).
@@ -147,7 +149,10 @@ class ClientCache:
 
     def serve(self, client: Any) -> None:
         """Answer ``client``'s reads (a redis-py client of this connection) from here."""
-        self.encode = client.get_encoder().encode
+        encoder = client.get_encoder()
+        self.encode = encoder.encode
+        self.encoding = str(encoder.encoding)
+        self.encoding_errors = str(encoder.encoding_errors)
         self.decodes = bool(client.connection_pool.connection_kwargs.get("decode_responses"))
         client.client_cache = self
 
