@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -220,6 +221,25 @@ def test_each_request_records_its_commands_and_round_trips(
 
 
 # -- nothing without OpenTelemetry ------------------------------------------------------------
+
+
+def test_client_cache_counts_are_metrics(
+    reader: InMemoryMetricReader, registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    """CLIENT_CACHE's counts, the same as the health report's (CONTRACT section 11)."""
+    registry.configure({"metrics-cc": {"URL": redis_server.url, "CLIENT_CACHE": True}})
+    client = registry.get("metrics-cc")
+    cache = registry.client_cache("metrics-cc")
+    assert cache is not None
+    client.set("k", "v")
+    deadline = time.monotonic() + 10
+    while cache.hits < 3 and time.monotonic() < deadline:  # kept once the cache listens
+        client.get("k")
+    stats = cache.stats()
+    assert stats["hits"] >= 3
+    for field in ("entries", "bytes", "hits", "misses", "invalidations", "flushes"):
+        [point] = by_pool(reader, f"redis_conn.client_cache.{field}").values()
+        assert point.value == stats[field], field
 
 
 def test_without_a_meter_provider_nothing_is_hooked(

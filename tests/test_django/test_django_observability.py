@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,15 @@ import pytest
 from django.core.checks import Error, Warning
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.template.loader import render_to_string
 from django.test import AsyncClient, Client
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from redis_conn import get_redis
 from redis_conn.django.checks import check_settings
-from redis_conn.django.panels import panel_stats
-from redis_conn.request_scope import RequestPipeline
+from redis_conn.django.panels import RedisPanel, panel_stats
+from redis_conn.request_scope import RequestPipeline, RequestStats
 
 try:
     from browser import chromium, free_port, server_timing, web_server
@@ -260,6 +262,34 @@ def test_panel_stats_show_names_and_keys_never_values(real_servers: Any) -> None
             ],
         },
     ]
+
+
+def test_the_panel_lists_the_reads_the_client_cache_answered(
+    settings: Any, redis_server: Any
+) -> None:
+    settings.REDIS_CONNECTIONS = {"default": {"URL": redis_server.url, "CLIENT_CACHE": True}}
+    settings.TEMPLATES = [
+        {"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}
+    ]
+    client = get_redis()
+    client.set("user:1", "s3cret-value")
+    cache = client.client_cache  # type: ignore[union-attr]
+    hits = cache.hits
+    deadline = time.monotonic() + 10
+    while cache.hits == hits and time.monotonic() < deadline:  # kept once it listens
+        client.get("user:1")
+    panel = RedisPanel.__new__(RedisPanel)  # what the toolbar calls around a request
+    panel.enable_instrumentation()
+    try:
+        assert client.get("user:1") == b"s3cret-value"
+    finally:
+        panel.disable_instrumentation()
+    client.get("user:1")  # after the request: not the panel's
+    stats = panel_stats(RequestStats(), local_reads=panel._local_reads)
+    assert stats["local_reads"] == [{"connection": "default", "command": "GET user:1"}]
+    html = render_to_string("redis_conn/debug_toolbar/panel.html", {**stats, "middleware": True})
+    assert "Reads answered from the client cache" in html and "GET user:1" in html
+    assert "s3cret" not in html
 
 
 def connections_env(redis_server: Any, redis_server_b: Any) -> dict[str, str]:
