@@ -260,14 +260,6 @@ def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
                     "SENTINELS.",
                 )
             )
-    if cluster and entry.get("MULTIPLEX") is True:
-        problems.append(
-            conflict(
-                "MULTIPLEX",
-                "has MULTIPLEX with CLUSTER; multiplexing is not supported on Redis Cluster yet.",
-                "Remove MULTIPLEX: cluster clients keep a pool per node.",
-            )
-        )
     if cluster and isinstance(entry.get("URL"), str) and entry["URL"].startswith("unix:"):
         problems.append(
             conflict(
