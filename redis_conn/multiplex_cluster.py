@@ -67,6 +67,7 @@ from redis_conn.internals import (
 from redis_conn.multiplex import Multiplexer
 from redis_conn.multiplex_client import needs_dedicated
 from redis_conn.read_only import command_name
+from redis_conn.retry import AsyncRetry, make_retry
 
 __all__ = ["ClusterMultiplexing", "NodePool", "Routing"]
 
@@ -85,14 +86,17 @@ TRY_AGAIN_DELAY = 0.05  # seconds; redis-py's own pause on TRYAGAIN
 class NodePool:
     """What a :class:`~redis_conn.multiplex.Multiplexer` needs of a pool, for one cluster node:
     the node's connection settings, and new connections made as the node makes its own (so the
-    handshake, READONLY for replica reads included, is redis-py's)."""
+    handshake, READONLY for replica reads included, is redis-py's). As redis-py's node
+    connections, they do not retry connecting: a node that cannot be reached sends the command
+    (never written) to redis-py's command path, which refreshes the slot map and retries."""
 
     def __init__(self, node: Any) -> None:
         self._node = node
         self.connection_kwargs = node.connection_kwargs
 
     def make_connection(self) -> Any:
-        return self._node.connection_class(**self._node.connection_kwargs)
+        kwargs = {**self._node.connection_kwargs, "retry": make_retry(0, AsyncRetry)}
+        return self._node.connection_class(**kwargs)
 
 
 class Routing:

@@ -306,7 +306,11 @@ def test_reads_go_to_replicas_when_the_connection_asks_for_them(
         with redis_cluster.primary_nodes[0].client() as raw:
             served = raw.execute_command("CLUSTER", "SLOTS")
         listed = all(len(entry) == 4 for entry in served)  # start, end, primary, replica
-        return listed and sum(n.client().dbsize() for n in redis_cluster.replica_nodes) == 50
+        keys = 0
+        for node in redis_cluster.replica_nodes:
+            with node.client() as raw:
+                keys += raw.dbsize()
+        return listed and keys == 50
 
     wait_until(replicated, DEADLINE, lambda: "the replicas did not get the 50 keys")
 
@@ -415,29 +419,42 @@ def test_a_pipeline_is_split_per_node_on_the_shared_connections(
 def test_ask_during_a_migration_and_moved_after_it_are_followed(
     registry: ConnectionRegistry, own_cluster: ClusterDeployment
 ) -> None:
+    """Two slots move at once: one is used by single commands, the other by pipelines."""
     registry.configure({"c": settings(own_cluster)})
-    key = "{moving}"
-    slot = redis.crc.key_slot(key.encode())
-    migration = Migration(own_cluster, slot, owner(own_cluster, key))
+    single, batched = "{moving}", "{batched}"
+    moves = [
+        Migration(own_cluster, redis.crc.key_slot(k.encode()), owner(own_cluster, k))
+        for k in (single, batched)
+    ]
 
-    async def body() -> tuple[Any, Any, Any, str, str]:
+    async def body() -> tuple[list[Any], list[Any], list[str]]:
         r = registry.get_async("c")
-        await r.set(f"{key}old", "before")
-        migration.begin()
-        await r.set(f"{key}new", "during")  # not on the source: ASK, then ASKING + SET
-        during = await r.get(f"{key}new")  # ASK again
-        old = await r.get(f"{key}old")  # still on the source
-        migration.move_keys()
-        migration.finish()
-        after = await r.get(f"{key}old")  # MOVED: the slot map follows
-        node = r.nodes_manager.get_node_from_slot(slot)  # type: ignore[union-attr]
-        return during, old, after, node.name, f"127.0.0.1:{migration.target.port}"
+        await r.mset({f"{single}old": "before"})
+        await r.mset({f"{batched}old": "before"})
+        for move in moves:
+            move.begin()
+        seen = [await r.set(f"{single}new", "during")]  # not on the source: ASK, ASKING + SET
+        seen += [await r.get(f"{single}new"), await r.get(f"{single}old")]  # ASK; source
+        pipe = r.pipeline()
+        pipe.set(f"{batched}new", "during").get(f"{batched}new").get(f"{batched}old")
+        in_batches = await pipe.execute()
+        for move in moves:
+            move.move_keys()
+            move.finish()
+        seen.append(await r.get(f"{single}old"))  # MOVED: the slot map follows
+        pipe = r.pipeline()
+        pipe.get(f"{batched}old").get(f"{batched}new")  # MOVED inside the batch
+        in_batches += await pipe.execute()
+        owners = [r.nodes_manager.get_node_from_slot(m.slot).name for m in moves]  # type: ignore[union-attr]
+        return seen, in_batches, owners
 
-    during, old, after, slot_node, target = run(registry, body)
-    assert (during, old, after) == (b"during", b"before", b"before")
-    assert slot_node == target
-    with migration.target.client() as raw:
-        assert raw.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 2
+    seen, in_batches, owners = run(registry, body)
+    assert seen == [True, b"during", b"before", b"before"]
+    assert in_batches == [True, b"during", b"before", b"before", b"during"]
+    assert owners == [f"127.0.0.1:{m.target.port}" for m in moves]
+    for move in moves:
+        with move.target.client() as raw:
+            assert raw.execute_command("CLUSTER", "COUNTKEYSINSLOT", move.slot) == 2
 
 
 def test_live_resharding_while_tasks_run_gives_no_wrong_reply_and_counts_every_incr(
@@ -454,16 +471,15 @@ def test_live_resharding_while_tasks_run_gives_no_wrong_reply_and_counts_every_i
         wrong: list[Any] = []
 
         async def worker(i: int) -> int:
-            done = 0
-            while not stop.is_set() or done < 20:
+            done = after = 0
+            while after < 5:  # a few rounds once the slot has moved: MOVED is followed
                 await r.set(f"{key}v{i}", done)
                 got = await r.get(f"{key}v{i}")
                 if got != str(done).encode():
                     wrong.append((i, done, got))
                 await r.incr(f"{key}n{i}")
                 done += 1
-                if done >= 400:
-                    break
+                after += stop.is_set()
             return done
 
         workers = [asyncio.create_task(worker(i)) for i in range(50)]
@@ -476,13 +492,14 @@ def test_live_resharding_while_tasks_run_gives_no_wrong_reply_and_counts_every_i
         await asyncio.to_thread(reshard)
         stop.set()
         counts = await asyncio.gather(*workers)
-        return counts, wrong, len(r.multiplexers)  # type: ignore[union-attr]
+        now = r.nodes_manager.get_node_from_slot(slot).name  # type: ignore[union-attr]
+        return counts, wrong, now
 
-    counts, wrong, nodes = run(registry, body)
+    counts, wrong, now = run(registry, body)
     assert wrong == []
     with own_cluster.client() as raw:
         assert [int(raw.get(f"{key}n{i}")) for i in range(50)] == counts
-    assert nodes >= 2  # the source's and the target's shared connections
+    assert now == f"127.0.0.1:{migration.target.port}"
 
 
 # -- failures -----------------------------------------------------------------------------------
@@ -599,12 +616,13 @@ def test_health_shows_every_node_with_its_shared_connections(
 ) -> None:
     registry.configure({"c": settings(redis_cluster)})
 
-    async def body() -> dict[str, Any]:
+    async def body() -> tuple[dict[str, Any], str]:
         r = registry.get_async("c")
         await asyncio.gather(*(r.set(f"h{i}", i) for i in range(100)))
-        return registry.health(ping=False)["connections"][0]
+        report = registry.health(ping=False)
+        return report["connections"][0], render(report)
 
-    entry = run(registry, body)
+    entry, text = run(registry, body)
     assert entry["mode"] == "multiplexed"
     assert entry["multiplex"] == {"event_loops": 1, "connected": 3, "in_flight": 0, "reconnects": 0}
     primaries = {f"127.0.0.1:{n.port}" for n in redis_cluster.primary_nodes}
@@ -618,4 +636,6 @@ def test_health_shows_every_node_with_its_shared_connections(
             "in_flight": 0,
             "reconnects": 0,
         }
-    assert "c: multiplexed (asyncio)" in render(registry.health(ping=False))
+    assert "c: multiplexed (asyncio): 0 in flight on 3 shared connection(s)" in text
+    for name in primaries:
+        assert f"c: node {name}: 0 in flight on 1 shared connection(s), 0 reconnect(s)" in text
