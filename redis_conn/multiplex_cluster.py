@@ -81,6 +81,7 @@ REFUSALS = (MovedError, AskError, TryAgainError)
 # Refusals redis-py answers by refreshing its slot map, and then retrying.
 REDIS_PY_REFUSALS = (ClusterDownError, SlotNotCoveredError)
 TRY_AGAIN_DELAY = 0.05  # seconds; redis-py's own pause on TRYAGAIN
+_MAX_NAMES = 1024  # command names remembered (a few dozen in practice)
 
 
 class NodePool:
@@ -114,10 +115,15 @@ class Routing:
         name = args[0]
         try:
             known = self._by_name.get(name)
-        except TypeError:  # an unhashable name
-            return False, False
+        except TypeError:  # an unhashable name (memoryview): decided every time
+            return self._decide(command_name(args))
         if known is None:
-            known = self._by_name[name] = self._decide(command_name(args))
+            full = command_name(args)
+            known = self._decide(full)
+            # A container command (CLIENT, MEMORY, ...) is decided by its subcommand: not
+            # cached by its first word. Nor is a command without arguments (no key: redis-py's).
+            if " " not in full and len(args) > 1 and len(self._by_name) < _MAX_NAMES:
+                self._by_name[name] = known
         return known
 
     def _decide(self, name: str) -> tuple[bool, bool]:

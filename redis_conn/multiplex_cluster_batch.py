@@ -15,8 +15,11 @@ nothing, so its commands are routed again once the slot map is refreshed (RETRY 
 a connection lost after the write fails that node's unanswered commands with
 :class:`~redis_conn.exceptions.ConnectionLostAfterWrite` and nothing is sent again.
 
-A pipeline with a command that must not share a connection (blocking, WATCH, ``target_nodes``,
-a command redis-py sends to several nodes) is redis-py's own, on the nodes' pools.
+A command pinned to one node (``target_nodes=`` naming one node, as redis-py's own per-slot
+split of DEL, EXISTS, UNLINK, TOUCH, MSET_NONATOMIC pins each part) goes to that node's shared
+connection; after a MOVED it is routed by its slot. A pipeline with a command that must not
+share a connection (blocking, WATCH, several target nodes, a command redis-py sends to several
+nodes) is redis-py's own, on the nodes' pools.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+from redis.asyncio.cluster import ClusterNode
 from redis.exceptions import (
     AskError,
     ClusterError,
@@ -45,7 +49,7 @@ from redis_conn.internals import NEVER_DECODE, follow_moved, request_refresh
 from redis_conn.multiplex import Batch
 from redis_conn.read_only import batch_label, command_name
 
-__all__ = ["SharedClusterBatches", "send_shared_batch"]
+__all__ = ["SharedClusterBatches", "pinned", "send_shared_batch"]
 
 Command = tuple[tuple[Any, ...], dict[str, Any]]
 _UNSENT = object()
@@ -78,7 +82,7 @@ class SharedClusterBatches:
     ) -> list[Any]:
         queued: list[Command] = self.__dict__.pop("_redis_conn_queue", [])
         routing = self.cluster_client.routing
-        if not queued or not all(routing(args, options)[0] for args, options in queued):
+        if not queued or not all(routing(args, _unpinned(options))[0] for args, options in queued):
             results: list[Any] = await super().execute(  # type: ignore[misc]
                 raise_on_error, allow_redirections
             )
@@ -104,7 +108,8 @@ async def send_shared_batch(cluster: Any, commands: Sequence[Command]) -> list[A
     once; return a reply or an exception per command, in order. Only an interrupt
     (``BaseException``) is raised."""
     results: list[Any] = [_UNSENT] * len(commands)
-    todo = {index: _Target() for index in range(len(commands))}
+    todo = {index: _Target(pinned(options)) for index, (_, options) in enumerate(commands)}
+    commands = [(args, _unpinned(options)) for args, options in commands]
     network_rounds = 0
     for _ in range(cluster.RedisClusterRequestTTL):
         if not todo:
@@ -123,6 +128,23 @@ async def send_shared_batch(cluster: Any, commands: Sequence[Command]) -> list[A
         else result
         for result in results
     ]
+
+
+def pinned(options: dict[str, Any]) -> Any:
+    """The one node ``target_nodes=`` names, if it names exactly one (redis-py's own split of
+    DEL, EXISTS, MSET_NONATOMIC, ... per slot pins each part to its slot's node)."""
+    targets = options.get("target_nodes")
+    if isinstance(targets, list | tuple) and len(targets) == 1:
+        targets = targets[0]
+    return targets if isinstance(targets, ClusterNode) else None
+
+
+def _unpinned(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` without a single-node ``target_nodes=`` (routed here instead; other
+    targets stay, and keep the batch on redis-py's own path)."""
+    if pinned(options) is None:
+        return options
+    return {k: v for k, v in options.items() if k != "target_nodes"}
 
 
 async def _one_round(
