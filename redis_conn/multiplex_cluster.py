@@ -211,8 +211,9 @@ class ClusterMultiplexing(_Cluster):
                 await asyncio.sleep(TRY_AGAIN_DELAY)
             except REDIS_PY_REFUSALS:
                 return await super().execute_command(*args, **kwargs)
-            except OutcomeUnknown as exc:  # written, then lost: never sent again
-                request_refresh(self, node.name)
+            except OutcomeUnknown as exc:  # written, then lost (or unreadable): never again
+                if not isinstance(exc, ReplyNotUnderstood):  # the node may be gone
+                    request_refresh(self, node.name)
                 name_error(exc, self.connection_name)
                 raise
             except (RedisConnectionError, RedisTimeoutError):

@@ -27,6 +27,7 @@ from redis.exceptions import RedisClusterException
 from redis_conn import ConnectionLostAfterWrite, ConnectionRegistry, OutcomeUnknown
 from redis_conn.async_clients import MultiplexedRedisCluster
 from redis_conn.async_pipeline import async_pipeline
+from redis_conn.exceptions import ReplyNotUnderstood
 from redis_conn.health_text import render
 from redis_conn.registry import connections
 from redis_conn.request_scope import RequestPipeline
@@ -685,6 +686,75 @@ def test_a_loop_that_ends_without_aclose_leaves_nothing_open(
 
     wait_until(everything_closed, DEADLINE, lambda: "a connection was left open")
     registry.close_all()
+
+
+def unhandled_reply(response: Any, **options: Any) -> Any:
+    raise TypeError("a reply this client cannot handle")
+
+
+def test_a_failure_inside_the_client_after_the_write_is_reply_not_understood(
+    registry: ConnectionRegistry, redis_cluster: ClusterDeployment
+) -> None:
+    """CONTRACT section 13 on the shared connections: the reply was read (the connection stays
+    in step), its parsing failed; that command may or may not have run, and is not re-sent."""
+    registry.configure({"c": settings(redis_cluster)})
+
+    async def body() -> tuple[str, list[Any], Any, Any]:
+        r = registry.get_async("c")
+        await r.set("{u}n", 0)
+        await r.set("{w}n", 0)
+        r.set_response_callback("INCRBY", unhandled_reply)
+        for node in r.get_nodes():
+            node.response_callbacks["INCRBY"] = unhandled_reply
+        with pytest.raises(ReplyNotUnderstood) as single:
+            await r.incr("{u}n")
+        pipe = r.pipeline()
+        pipe.incr("{u}n").get("{u}n").incr("{w}n").get("{w}n")
+        replies = await pipe.execute(raise_on_error=False)
+        return str(single.value), replies, await r.get("{u}n"), await r.get("{w}n")
+
+    single, replies, u, w = run(registry, body)
+    unread = (
+        "Redis connection 'c': INCRBY was sent, then its reply could not be read (TypeError: a "
+        "reply this client cannot handle); it may or may not have run, and it was not sent again."
+    )
+    assert single == unread
+    assert [str(r) if isinstance(r, Exception) else r for r in replies] == [
+        unread,
+        b"2",
+        unread,
+        b"1",
+    ]  # only the command whose reply failed: the others' replies are read as usual
+    assert (u, w) == (b"2", b"1")  # each INCR ran once
+
+
+@pytest.mark.skipif(
+    not hasattr(redis.asyncio.RedisCluster, "pubsub"),
+    reason="redis-py 7.x's asyncio cluster has no pubsub()",
+)
+def test_pubsub_runs_on_its_own_connection(
+    registry: ConnectionRegistry, redis_cluster: ClusterDeployment
+) -> None:
+    registry.configure({"c": settings(redis_cluster)})
+
+    async def body() -> tuple[Any, Any]:
+        r = registry.get_async("c")
+        await r.set("{p}k", "v")
+        pubsub = r.pubsub()
+        try:
+            await pubsub.subscribe("news")
+            deadline = time.monotonic() + DEADLINE
+            message = None
+            while message is None and time.monotonic() < deadline:
+                await r.publish("news", "hello")  # until the subscription has reached it
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            assert message is not None, "no message"
+            return message["data"], await r.get("{p}k")
+        finally:
+            await pubsub.aclose()
+
+    data, shared = run(registry, body)
+    assert (data, shared) == (b"hello", b"v")
 
 
 # -- health -------------------------------------------------------------------------------------
