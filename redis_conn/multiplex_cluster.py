@@ -37,6 +37,7 @@ retries per RETRY.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import (
@@ -46,6 +47,7 @@ from redis.exceptions import (
     MovedError,
     RedisClusterException,
     RedisError,
+    ResponseError,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -76,8 +78,6 @@ if TYPE_CHECKING:  # what the mixin is mixed in front of
 else:
     _Cluster = object
 
-# Redirects that mean "not here, not now": the command did not run.
-REFUSALS = (MovedError, AskError, TryAgainError)
 # Refusals redis-py answers by refreshing its slot map, and then retrying.
 REDIS_PY_REFUSALS = (ClusterDownError, SlotNotCoveredError)
 TRY_AGAIN_DELAY = 0.05  # seconds; redis-py's own pause on TRYAGAIN
@@ -201,7 +201,10 @@ class ClusterMultiplexing(_Cluster):
                 return await self._send(node, args, kwargs, asking=asking)
             except MovedError as exc:
                 await follow_moved(self, exc)
-                node, asking = await self.slot_node(args, slot, replica), False
+                try:
+                    node, asking = await self.slot_node(args, slot, replica), False
+                except (RedisError, RedisClusterException):  # not covered now: redis-py's way
+                    return await super().execute_command(*args, **kwargs)
             except AskError as exc:
                 target = self.get_node(*self.nodes_manager.remap_host_port(exc.host, exc.port))
                 if target is None:  # a node the slot map does not know yet: redis-py learns it
@@ -240,7 +243,8 @@ class ClusterMultiplexing(_Cluster):
             reply_of = batch.slots[1]
         try:
             if batch is not None:
-                await batch.slots[0].read_response()
+                with contextlib.suppress(ResponseError):  # the command's own reply says it all
+                    await batch.slots[0].read_response()
             return await node.parse_response(reply_of, args[0], **options)
         except (RedisError, RedisClusterException):
             raise
