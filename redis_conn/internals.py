@@ -51,8 +51,8 @@ __all__ = [
     "has_data",
     "hiredis_packer",
     "is_connected",
+    "node_lost",
     "refresh_wanted",
-    "request_refresh",
     "run_pipeline_batch",
 ]
 
@@ -242,6 +242,11 @@ RELIED_ON: tuple[Reliance, ...] = (
     ),
     Reliance(
         "redis.asyncio.cluster.ClusterNode",
+        "disconnect_free_connections",
+        "a lost node's idle pooled connections are closed, as redis-py closes them",
+    ),
+    Reliance(
+        "redis.asyncio.cluster.ClusterNode",
         "parse_response",
         "a node's reply callbacks, applied to a reply read on the shared connection",
     ),
@@ -386,13 +391,16 @@ def refresh_wanted(cluster: Any) -> bool:
     return bool(cluster._initialize)
 
 
-def request_refresh(cluster: Any, failed_node: str) -> None:
-    """After ``failed_node`` was lost: reload the slot map before the next command, asking that
-    node last, as redis-py's own command path does."""
-    cluster.nodes_manager.move_node_to_end_of_cached_nodes(failed_node)
+async def node_lost(cluster: Any, node: Any) -> None:
+    """After ``node``'s shared connection was lost: what redis-py's own command path does after
+    a connection error on a node. Its idle pooled connections are closed (the server may have
+    closed them all: a write on one would be lost after the write), the slot map is reloaded
+    before the next command, and that node is asked last."""
+    await node.disconnect_free_connections()  # they reconnect when next used
+    cluster.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
     request = getattr(cluster, "_request_refresh", None)
     if request is not None:  # redis-py 8: merged requests, paced refreshes
-        request(last_failed_node_name=failed_node)
+        request(last_failed_node_name=node.name)
     else:
         cluster._initialize = True
 

@@ -63,8 +63,8 @@ from redis_conn.internals import (
     READ_COMMANDS,
     cluster_slot,
     follow_moved,
+    node_lost,
     refresh_wanted,
-    request_refresh,
 )
 from redis_conn.multiplex import Multiplexer
 from redis_conn.multiplex_client import needs_dedicated
@@ -216,13 +216,13 @@ class ClusterMultiplexing(_Cluster):
                 return await super().execute_command(*args, **kwargs)
             except OutcomeUnknown as exc:  # written, then lost (or unreadable): never again
                 if not isinstance(exc, ReplyNotUnderstood):  # the node may be gone
-                    request_refresh(self, node.name)
+                    await node_lost(self, node)
                 name_error(exc, self.connection_name)
                 raise
             except (RedisConnectionError, RedisTimeoutError):
                 # Never written (the node could not be reached), or read-only: redis-py's
                 # command path refreshes the slot map and retries it per RETRY.
-                request_refresh(self, node.name)
+                await node_lost(self, node)
                 return await super().execute_command(*args, **kwargs)
         raise ClusterError(
             f"{messages.prefix(self.connection_name)}{command_name(args)} was redirected "

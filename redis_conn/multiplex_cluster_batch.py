@@ -45,7 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis_conn import messages
 from redis_conn.exceptions import OutcomeUnknown, ReplyNotUnderstood
 from redis_conn.guarded import name_error
-from redis_conn.internals import NEVER_DECODE, follow_moved, request_refresh
+from redis_conn.internals import NEVER_DECODE, follow_moved, node_lost
 from redis_conn.multiplex import Batch
 from redis_conn.read_only import batch_label, command_name
 
@@ -177,6 +177,7 @@ async def _one_round(
         label = batch_label("pipeline", len(indices))
         sent.append((node, indices, mux.send_batch(data, len(raw), raw, label)))
     again: dict[int, _Target] = {}
+    lost: dict[str, Any] = {}  # nodes whose shared connection was lost
     unreachable = wait = False
     try:
         for node, indices, batch in sent:
@@ -197,18 +198,22 @@ async def _one_round(
                 elif isinstance(outcome, TryAgainError):
                     again[index] = _Target()
                     wait = True
+                elif isinstance(outcome, ReplyNotUnderstood):  # read, not understood
+                    pass
                 elif isinstance(outcome, OutcomeUnknown):  # written, then lost: not again
-                    request_refresh(cluster, node.name)
+                    lost[node.name] = node
                 elif isinstance(outcome, RedisConnectionError | RedisTimeoutError):
                     # A batch's commands are never re-sent once written (their loss is
                     # OutcomeUnknown above): this node could not be reached, nothing was sent.
-                    request_refresh(cluster, node.name)
+                    lost[node.name] = node
                     again[index] = _Target()
                     unreachable = True
     except BaseException:  # interrupted: the replies still owed are read and dropped
         for _, _, batch in sent:
             batch.abandon()
         raise
+    for node in lost.values():
+        await node_lost(cluster, node)
     if wait:
         await asyncio.sleep(TRY_AGAIN_DELAY)
     return again, unreachable

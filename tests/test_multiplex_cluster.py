@@ -623,6 +623,55 @@ def test_a_killed_primary_fails_its_commands_and_the_other_nodes_carry_on(
     assert "Redis connection 'c'" in str(later[0])
 
 
+def test_a_failover_is_followed_onto_the_promoted_replicas_shared_connection(
+    registry: ConnectionRegistry, tmp_path: Path
+) -> None:
+    """A primary dies while idle; its replica takes over. Commands sent meanwhile were never
+    written (the connection was refused), so nothing is in doubt; once redis-py's slot map
+    names the new primary, the commands ride its shared connection."""
+    cluster = ClusterDeployment(tmp_path / "failover")
+    cluster.start()
+    try:
+        registry.configure({"c": settings(cluster)})
+        victim = cluster.primary_nodes[0]
+        (key,) = keys_on_each_node(cluster)[victim.port]
+        with victim.client() as raw:
+            heir = cluster.node(int(raw.execute_command("ROLE")[2][0][1]))
+
+        def replicated() -> bool:
+            with heir.client() as raw:
+                return int(raw.dbsize()) == 1
+
+        def promoted() -> bool:
+            with heir.client() as raw:
+                return bool(raw.execute_command("ROLE")[0] == b"master")
+
+        async def body() -> tuple[list[Any], list[BaseException], list[str]]:
+            r = registry.get_async("c")
+            values = [await r.incr(key)]
+            await asyncio.to_thread(wait_until, replicated, DEADLINE, lambda: "not replicated")
+            victim.kill()
+            await asyncio.to_thread(wait_until, promoted, DEADLINE, lambda: "no failover")
+            refused: list[BaseException] = []
+            deadline = time.monotonic() + DEADLINE
+            while len(values) < 2:
+                try:
+                    values.append(await r.incr(key))
+                except (redis.exceptions.RedisError, RedisClusterException) as exc:
+                    refused.append(exc)  # the slot map still names the dead primary
+                    assert time.monotonic() < deadline, refused
+                    await asyncio.sleep(0.05)
+            values.append(await r.incr(key))
+            return values, refused, sorted(r.multiplexers)  # type: ignore[union-attr]
+
+        values, refused, shared = run(registry, body)
+    finally:
+        cluster.stop()
+    assert values == [1, 2, 3]  # each INCR ran once: none was written to the dead primary
+    assert not [str(e) for e in refused if isinstance(e, OutcomeUnknown)]
+    assert f"127.0.0.1:{heir.port}" in shared  # made when a command was first sent on it
+
+
 def test_random_cancellations_never_give_a_wrong_reply(
     registry: ConnectionRegistry, redis_cluster: ClusterDeployment
 ) -> None:
