@@ -636,8 +636,9 @@ def test_a_killed_primary_fails_its_commands_and_the_other_nodes_carry_on(
     assert "Redis connection 'c'" in str(later[0])
 
 
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # redis-py 7.4's: see redis_py_leaks
 def test_a_failover_is_followed_onto_the_promoted_replicas_shared_connection(
-    registry: ConnectionRegistry, tmp_path: Path
+    redis_py_leaks: None, registry: ConnectionRegistry, tmp_path: Path
 ) -> None:
     """A primary dies while idle; its replica takes over. Commands sent meanwhile were never
     written (the connection was refused), so nothing is in doubt; once redis-py's slot map
