@@ -33,6 +33,8 @@ from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import async_connection_class, name_error
 from redis_conn.multiplex_client import multiplexed_client
+from redis_conn.multiplex_cluster import ClusterMultiplexing
+from redis_conn.multiplex_cluster_batch import SharedClusterBatches
 from redis_conn.named_clients import AsyncNamedRedis
 from redis_conn.read_only import batch_label, command_name
 from redis_conn.retry import AsyncRetry
@@ -128,6 +130,20 @@ class AsyncNamedRedisCluster(redis.asyncio.cluster.RedisCluster):
             raise
 
 
+# redis-py's typing of its cluster classes disagrees with itself (command_info, reset): the
+# combinations below inherit that, not make it.
+class MultiplexedClusterPipeline(  # type: ignore[misc]
+    SharedClusterBatches, AsyncExactlyOnceClusterPipeline
+):
+    """A MULTIPLEX cluster's pipeline: each node's part on its shared connection."""
+
+
+class MultiplexedRedisCluster(ClusterMultiplexing, AsyncNamedRedisCluster):  # type: ignore[misc]
+    """A MULTIPLEX cluster's asyncio client: one shared connection per node per event loop."""
+
+    pipeline_class = MultiplexedClusterPipeline
+
+
 def build_async_client(
     spec: ConnectionSpec, *, fake_server: Any = None, client_cache: ClientCache | None = None
 ) -> AsyncClient:
@@ -212,9 +228,10 @@ def _async_cluster_client(spec: ConnectionSpec) -> AsyncNamedRedisCluster:
     assert spec.url is not None
     kwargs = connection_kwargs(spec, AsyncRetry)
     kwargs.pop("health_check_interval")  # not a parameter of the async cluster
+    cls = MultiplexedRedisCluster if spec.multiplex else AsyncNamedRedisCluster
     client = cast(
         AsyncNamedRedisCluster,
-        AsyncNamedRedisCluster.from_url(
+        cls.from_url(
             spec.url,
             max_connections=spec.max_connections,
             **replica_reads(spec.read_from_replicas),
@@ -222,6 +239,8 @@ def _async_cluster_client(spec: ConnectionSpec) -> AsyncNamedRedisCluster:
         ),
     )
     client.connection_name = spec.root
+    if isinstance(client, MultiplexedRedisCluster):
+        client.spec = spec  # its shared connections report under this spec
     # The async cluster hard-codes its connection class; swap in the guarded one before any
     # node connects (nodes are built from connection_kwargs, connections lazily). No pool of
     # ours makes these connections, so the class carries the name their errors give.

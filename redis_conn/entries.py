@@ -261,14 +261,6 @@ def _check_combinations(name: str, entry: Mapping[str, Any]) -> list[Problem]:
                     "SENTINELS.",
                 )
             )
-    if cluster and entry.get("MULTIPLEX") is True:
-        problems.append(
-            conflict(
-                "MULTIPLEX",
-                "has MULTIPLEX with CLUSTER; multiplexing is not supported on Redis Cluster yet.",
-                "Remove MULTIPLEX: cluster clients keep a pool per node.",
-            )
-        )
     if cluster and entry.get("CLIENT_CACHE") not in (None, False):
         problems.append(
             conflict(

@@ -472,7 +472,22 @@ def _cluster_nodes(cluster: Any, spec: ConnectionSpec, *, ping: bool) -> list[_N
     if ping:
         for node in nodes.values():
             node.check(cluster, spec)
+    if spec.multiplex:
+        _node_multiplex_report(spec, nodes)
     return sorted(nodes.values(), key=lambda n: n.name)
+
+
+def _node_multiplex_report(spec: ConnectionSpec, nodes: dict[str, _Node]) -> None:
+    """MULTIPLEX on a cluster: each node's shared connections in this process."""
+    from redis_conn.multiplex import MultiplexUsage, usage_by_node
+
+    idle = MultiplexUsage(event_loops=0, connected=0, in_flight=0, reconnects=0)
+    by_node = usage_by_node(spec)
+    for name in by_node.keys() - nodes.keys():  # a node the slot map no longer has
+        nodes[name] = _Node(name, "unknown", [])
+    for name, node in nodes.items():
+        node.report["mode"] = "multiplexed"
+        node.report["multiplex"] = dataclasses.asdict(by_node.get(name, idle))
 
 
 def _cluster_view(cluster: Any) -> dict[str, Any]:

@@ -76,6 +76,14 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
                 f"{mux['connected']} shared connection(s) of {mux['event_loops']} event "
                 f"loop(s), {mux['reconnects']} reconnect(s)"
             )
+            for node in c.get("nodes") or ():
+                shared = node.get("multiplex")
+                if shared is not None:
+                    lines.append(
+                        f"{c['name']}: node {node['node']}: {shared['in_flight']} in flight on "
+                        f"{shared['connected']} shared connection(s), "
+                        f"{shared['reconnects']} reconnect(s)"
+                    )
     for c in report["connections"]:
         cache = c.get("client_cache")
         if cache is not None and c["alias_of"] is None:

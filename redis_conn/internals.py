@@ -22,6 +22,7 @@ delegate whatever they do not define to the real connection (:mod:`redis_conn.mu
 
 from __future__ import annotations
 
+import inspect
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,10 +45,14 @@ __all__ = [
     "RELIED_ON",
     "PoolInternals",
     "Reliance",
+    "cluster_slot",
     "ensure_connection",
+    "follow_moved",
     "has_data",
     "hiredis_packer",
     "is_connected",
+    "node_lost",
+    "refresh_wanted",
     "run_pipeline_batch",
     "socket_of",
 ]
@@ -204,6 +209,55 @@ RELIED_ON: tuple[Reliance, ...] = (
         "the asyncio cluster hard-codes its connection class: ours is swapped in on its nodes",
     ),
     Reliance("redis.asyncio.cluster.ClusterNode", "connection_class", "as startup_nodes"),
+    # -- MULTIPLEX on Redis Cluster (redis_conn.multiplex_cluster) ------------------------------
+    Reliance(
+        "redis.asyncio.cluster.RedisCluster",
+        "_determine_slot",
+        "a command's slot as redis-py computes it (its key extraction, EVAL/FCALL, SLOT_ID "
+        "commands, the cross-slot check)",
+    ),
+    Reliance(
+        "redis.asyncio.cluster.RedisCluster",
+        "_initialize",
+        "whether redis-py wants its slot map refreshed before the next command",
+        instance=True,
+    ),
+    Reliance(
+        "redis.asyncio.cluster.RedisCluster",
+        "_request_refresh",
+        "asking for a slot map refresh after a node was lost (redis-py 8; 7.x sets _initialize)",
+        alternatives=("_initialize",),
+    ),
+    Reliance(
+        "redis.asyncio.cluster.NodesManager",
+        "get_node_from_slot",
+        "the node (or replica) that serves a slot",
+    ),
+    Reliance(
+        "redis.asyncio.cluster.NodesManager",
+        "move_slot",
+        "following MOVED on the shared connections (a coroutine in redis-py 8, plain in 7.x)",
+    ),
+    Reliance(
+        "redis.asyncio.cluster.NodesManager",
+        "move_node_to_end_of_cached_nodes",
+        "a lost node is asked last when the slot map is refreshed, as redis-py does",
+    ),
+    Reliance(
+        "redis.asyncio.cluster.NodesManager",
+        "remap_host_port",
+        "the address an ASK redirect names, through OPTIONS['address_remap']",
+    ),
+    Reliance(
+        "redis.asyncio.cluster.ClusterNode",
+        "disconnect_free_connections",
+        "a lost node's idle pooled connections are closed, as redis-py closes them",
+    ),
+    Reliance(
+        "redis.asyncio.cluster.ClusterNode",
+        "parse_response",
+        "a node's reply callbacks, applied to a reply read on the shared connection",
+    ),
     Reliance(
         "redis.commands.cluster",
         "READ_COMMANDS",
@@ -333,3 +387,39 @@ async def run_pipeline_batch(
     """Send ``stack`` on ``connection`` and read its replies with redis-py's own pipeline code."""
     run = pipe._execute_transaction if transaction else pipe._execute_pipeline
     return await run(connection, stack, raise_on_error)  # type: ignore[no-any-return]
+
+
+# -- MULTIPLEX on Redis Cluster ----------------------------------------------------------------
+
+
+async def cluster_slot(cluster: Any, args: tuple[Any, ...]) -> int:
+    """The slot of a command, as redis-py's asyncio cluster routes it (raises its own errors:
+    keys in several slots, no key, an unknown command)."""
+    return int(await cluster._determine_slot(*args))
+
+
+def refresh_wanted(cluster: Any) -> bool:
+    """Whether redis-py wants to reload the slot map before the next command
+    (``initialize()`` then does it, when due)."""
+    return bool(cluster._initialize)
+
+
+async def node_lost(cluster: Any, node: Any) -> None:
+    """After ``node``'s shared connection was lost: what redis-py's own command path does after
+    a connection error on a node. Its idle pooled connections are closed (the server may have
+    closed them all: a write on one would be lost after the write), the slot map is reloaded
+    before the next command, and that node is asked last."""
+    await node.disconnect_free_connections()  # they reconnect when next used
+    cluster.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
+    request = getattr(cluster, "_request_refresh", None)
+    if request is not None:  # redis-py 8: merged requests, paced refreshes
+        request(last_failed_node_name=node.name)
+    else:
+        cluster._initialize = True
+
+
+async def follow_moved(cluster: Any, error: Any) -> None:
+    """Point the slot a MOVED reply names at the node it names (redis-py's own patching)."""
+    moved = cluster.nodes_manager.move_slot(error)
+    if inspect.isawaitable(moved):
+        await moved

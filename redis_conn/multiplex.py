@@ -45,7 +45,7 @@ from redis_conn.guarded import numbers_as_text
 from redis_conn.internals import has_data, hiredis_packer
 from redis_conn.read_only import command_name, may_resend
 
-__all__ = ["Batch", "MultiplexUsage", "Multiplexer", "usage"]
+__all__ = ["Batch", "MultiplexUsage", "Multiplexer", "usage", "usage_by_node"]
 
 
 def _reason(exc: BaseException, name: str) -> str:
@@ -136,20 +136,36 @@ _live: weakref.WeakSet[Multiplexer] = weakref.WeakSet()
 def usage(spec: ConnectionSpec) -> MultiplexUsage:
     """What the multiplexers built from ``spec`` (this very object) are doing now."""
     found = [m for m in list(_live) if m.spec is spec]
+    return _summed(found)
+
+
+def _summed(found: list[Multiplexer]) -> MultiplexUsage:
+    # A cluster connection has a multiplexer per node on each loop: count the loops.
     return MultiplexUsage(
-        event_loops=len(found),
+        event_loops=len({id(m._loop or m) for m in found}),
         connected=sum(1 for m in found if m.connected),
         in_flight=sum(m.in_flight for m in found),
         reconnects=sum(m.reconnects for m in found),
     )
 
 
+def usage_by_node(spec: ConnectionSpec) -> dict[str, MultiplexUsage]:
+    """For a cluster connection: what the multiplexers of each node (``host:port``) do now."""
+    nodes: dict[str, list[Multiplexer]] = {}
+    for m in list(_live):
+        if m.spec is spec and m.node is not None:
+            nodes.setdefault(m.node, []).append(m)
+    return {node: _summed(found) for node, found in nodes.items()}
+
+
 class Multiplexer:
     """The shared connection of one backend on one event loop: a writer, a reader, a queue."""
 
-    def __init__(self, pool: Any, spec: ConnectionSpec) -> None:
+    def __init__(self, pool: Any, spec: ConnectionSpec, *, node: str | None = None) -> None:
         self.spec = spec
         self.name = spec.root
+        self.node = node  # a cluster node's host:port; None for a standalone or Sentinel backend
+        self._where = f" to node {node}" if node else ""
         self._pool = pool
         self._timeout = spec.socket_timeout
         self._resend_reads = spec.retry > 0
@@ -472,7 +488,7 @@ class Multiplexer:
             command, read_only = command_name(slot.args), may_resend(slot.args)
         error: BaseException
         if timed_out:
-            detail = f"no reply within SOCKET_TIMEOUT={self._timeout:g}s"
+            detail = f"no reply{self._where} within SOCKET_TIMEOUT={self._timeout:g}s"
             if read_only:
                 error = RedisTimeoutError(
                     f"{messages.prefix(name)}{detail} to {command}; the shared connection "
@@ -481,7 +497,7 @@ class Multiplexer:
             else:
                 error = TimeoutAfterWrite(name, command, detail)
         else:
-            detail = f"the shared connection was lost ({_reason(exc, name)})"
+            detail = f"the shared connection{self._where} was lost ({_reason(exc, name)})"
             if read_only:
                 error = RedisConnectionError(
                     f"{messages.prefix(name)}{detail} before the reply to {command} arrived."
@@ -547,7 +563,8 @@ class Multiplexer:
 
     def __repr__(self) -> str:
         state = "connected" if self._connected else "idle"
-        return f"<Multiplexer {self.name!r} {state} in_flight={self.in_flight}>"
+        node = f" node={self.node}" if self.node else ""
+        return f"<Multiplexer {self.name!r}{node} {state} in_flight={self.in_flight}>"
 
 
 async def _quietly_disconnect(conn: Any, *, wait: bool = False) -> None:

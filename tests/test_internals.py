@@ -18,6 +18,7 @@ import pytest
 import redis
 import redis.asyncio
 import redis.asyncio.client
+import redis.asyncio.cluster
 import redis.asyncio.connection
 import redis.connection
 
@@ -31,6 +32,10 @@ INSTANCES: dict[str, Callable[[], Any]] = {
     "redis.asyncio.connection.ConnectionPool": lambda: redis.asyncio.connection.ConnectionPool(),
     "redis.connection.AbstractConnection": lambda: redis.connection.Connection(),
     "redis.asyncio.connection.AbstractConnection": lambda: redis.asyncio.connection.Connection(),
+    # Made, never initialized: the asyncio cluster connects only on its first command.
+    "redis.asyncio.cluster.RedisCluster": lambda: redis.asyncio.cluster.RedisCluster(
+        host="127.0.0.1", port=1
+    ),
     "redis.asyncio.client.Pipeline": lambda: redis.asyncio.client.Pipeline(
         redis.asyncio.connection.ConnectionPool(), {}, True, None
     ),

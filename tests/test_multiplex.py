@@ -134,13 +134,10 @@ def test_multiplex_is_a_checked_setting() -> None:
     )
 
 
-def test_multiplex_on_cluster_is_refused_by_name() -> None:
-    with pytest.raises(ConfigurationError) as bad:
-        parse({"c": {"URL": "redis://127.0.0.1:7000", "CLUSTER": True, "MULTIPLEX": True}})
-    assert str(bad.value) == (
-        "Redis connection 'c' has MULTIPLEX with CLUSTER; multiplexing is not supported on "
-        "Redis Cluster yet. HINT: Remove MULTIPLEX: cluster clients keep a pool per node."
-    )
+def test_multiplex_on_cluster_is_accepted() -> None:
+    """CONTRACT section 12 (tests/test_multiplex_cluster.py): no longer E009."""
+    spec = parse({"c": {"URL": "redis://127.0.0.1:7000", "CLUSTER": True, "MULTIPLEX": True}})["c"]
+    assert (spec.kind, spec.multiplex) == ("cluster", True)
 
 
 def test_multiplex_on_fake_is_refused_like_every_pool_setting() -> None:
