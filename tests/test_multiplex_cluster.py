@@ -137,9 +137,10 @@ def owner(cluster: ClusterDeployment, key: str) -> RedisServer:
 def keys_on_each_node(cluster: ClusterDeployment, count: int = 1) -> dict[int, list[str]]:
     """``count`` hash tags per primary (port -> keys)."""
     found: dict[int, list[str]] = {n.port: [] for n in cluster.primary_nodes}
+    owners = slot_owners(cluster)
     for i in itertools.count():
         key = f"{{t{i}}}"
-        keys = found[owner_port(cluster, key)]
+        keys = found[owners[redis.crc.key_slot(key.encode())]]
         if len(keys) < count:
             keys.append(key)
         if all(len(k) == count for k in found.values()):
@@ -147,17 +148,16 @@ def keys_on_each_node(cluster: ClusterDeployment, count: int = 1) -> dict[int, l
     raise AssertionError("unreachable")
 
 
-_slot_owners: dict[int, dict[int, int]] = {}
-
-
-def owner_port(cluster: ClusterDeployment, key: str) -> int:
-    table = _slot_owners.setdefault(id(cluster), {})
-    if not table:
-        with cluster.primary_nodes[0].client() as raw:
-            for start, end, primary, *_ in raw.execute_command("CLUSTER", "SLOTS"):
-                for slot in range(start, end + 1):
-                    table[slot] = int(primary[1])
-    return table[redis.crc.key_slot(key.encode())]
+def slot_owners(cluster: ClusterDeployment) -> dict[int, int]:
+    """Each slot's primary (slot -> port), as the cluster says now (read afresh each time: a
+    table kept between calls goes stale after a reshard, and a new deployment may reuse a
+    collected one's id)."""
+    table: dict[int, int] = {}
+    with cluster.primary_nodes[0].client() as raw:
+        for start, end, primary, *_ in raw.execute_command("CLUSTER", "SLOTS"):
+            for slot in range(start, end + 1):
+                table[slot] = int(primary[1])
+    return table
 
 
 def node_id(server: RedisServer) -> str:
@@ -208,7 +208,6 @@ class Migration:
             DEADLINE,
             lambda: f"slot {self.slot} not on {self.target.port} everywhere",
         )
-        _slot_owners.pop(id(self.cluster), None)
 
 
 # -- settings -----------------------------------------------------------------------------------
