@@ -326,6 +326,12 @@ class Multiplexer:
                     await conn.send_packed_command(chunks, check_health=False)
                 except Exception as exc:  # bytes may have left: what was written is in doubt
                     self._lost(exc, generation)
+        except GeneratorExit:
+            # The task was garbage collected unfinished: its loop was closed without
+            # shutdown_asyncgens() (or dropped). Nothing may touch that loop now (a future's
+            # callbacks or a transport's close would raise "Event loop is closed" in a
+            # finalizer, an error nobody can catch); the socket goes with its transport.
+            raise
         except BaseException as exc:  # closed, or a bug: nobody may wait forever
             if isinstance(exc, asyncio.CancelledError):
                 exc = RedisConnectionError(

@@ -332,11 +332,18 @@ def test_asyncio_run_300_times_leaves_no_unclosed_client_and_no_socket(redis_ser
         registry.close_all()
 
 
-def test_a_loop_closed_without_shutdown_is_forgotten_quietly(redis_server: Any) -> None:
+@pytest.mark.parametrize("multiplex", [False, True], ids=["pooled", "multiplex"])
+def test_a_loop_closed_without_shutdown_is_forgotten_quietly(
+    redis_server: Any, multiplex: bool
+) -> None:
     """loop.close() without shutdown_asyncgens(): the registry cannot close that loop's
     sockets (its transports are gone with it), but it drops them without an error of its own,
-    and the next loop gets new clients."""
-    registry = ConnectionRegistry({"default": {"URL": redis_server.url}})
+    and the next loop gets new clients. MULTIPLEX too: its reader and writer tasks are
+    destroyed pending, and must not touch the closed loop as they go."""
+    errors: list[Any] = []
+    saved_hook = sys.unraisablehook
+    sys.unraisablehook = errors.append
+    registry = ConnectionRegistry({"default": {"URL": redis_server.url, "MULTIPLEX": multiplex}})
 
     async def use() -> Any:
         client = registry.get_async("default")
@@ -363,7 +370,9 @@ def test_a_loop_closed_without_shutdown_is_forgotten_quietly(redis_server: Any) 
         assert caught, "the first loop's socket should have been reported unclosed"
         assert {w.category for w in caught} == {ResourceWarning}
         assert not [w for w in caught if Path(w.filename).is_relative_to(package)]
+        assert [f"{e.exc_type.__name__}: {e.exc_value}" for e in errors] == []
     finally:
+        sys.unraisablehook = saved_hook
         registry.close_all()
 
 
@@ -410,17 +419,22 @@ def test_aclose_async_and_close_all_still_close_a_running_loops_clients(redis_se
         registry.close_all()
 
 
-def test_a_registry_dropped_after_its_loop_closed_leaves_no_error(redis_server: Any) -> None:
+@pytest.mark.parametrize("multiplex", [False, True], ids=["pooled", "multiplex"])
+def test_a_registry_dropped_after_its_loop_closed_leaves_no_error(
+    redis_server: Any, multiplex: bool
+) -> None:
     """The registry's closer of that loop is garbage collected unfinished: nothing may try to
     run it on the closed loop ("Exception ignored ... Event loop is closed", an error nobody
-    can catch)."""
+    can catch). Nor may a MULTIPLEX connection's reader and writer tasks."""
     errors: list[Any] = []
     saved_hook = sys.unraisablehook
     sys.unraisablehook = errors.append
     try:
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
-            registry = ConnectionRegistry({"default": {"URL": redis_server.url}})
+            registry = ConnectionRegistry(
+                {"default": {"URL": redis_server.url, "MULTIPLEX": multiplex}}
+            )
 
             async def use(registry: ConnectionRegistry) -> None:
                 await registry.get_async("default").ping()
