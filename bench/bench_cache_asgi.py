@@ -6,7 +6,9 @@ Debian's ``wrk`` package) with 300 concurrent connections. The view does 5 cache
 with no cache calls. Variants, measured in alternating rounds on one private redis-server:
 
 * ``ceiling``: no cache calls;
-* ``redis_conn``: ``redis_conn.django.cache.RedisCache``, pooled (MAX_CONNECTIONS=50);
+* ``redis_conn defaults``: ``redis_conn.django.cache.RedisCache`` on a connection with no
+  ``MULTIPLEX`` key (multiplexed: the default since issue 22);
+* ``redis_conn MULTIPLEX False``: the same, opted out: pooled (MAX_CONNECTIONS=50);
 * ``redis_conn MULTIPLEX``: the same on a ``"MULTIPLEX": True`` connection, when this build of
   redis_conn has it (``--multiplex`` insists, ``--no-multiplex`` leaves it out);
 * ``redis_conn MULTIPLEX+CLIENT_CACHE``: the MULTIPLEX connection with ``"CLIENT_CACHE":
@@ -69,7 +71,9 @@ REDIS_CONNECTIONS = {
         "URL": REDIS_URL,
         "MAX_CONNECTIONS": MAX_CONNECTIONS,
         **(
-            {"MULTIPLEX": True}
+            {"MULTIPLEX": False}
+            if VARIANT == "redis_conn MULTIPLEX False"
+            else {"MULTIPLEX": True}
             if "MULTIPLEX" in VARIANT or VARIANT == "dict reads + 1 write"
             else {}
         ),
@@ -78,7 +82,8 @@ REDIS_CONNECTIONS = {
 }
 LOCAL = {f"bench:{i}": None for i in range(READS)}
 _BACKENDS: dict[str, dict[str, Any]] = {
-    "redis_conn": {"BACKEND": "redis_conn.django.cache.RedisCache"},
+    "redis_conn defaults": {"BACKEND": "redis_conn.django.cache.RedisCache"},
+    "redis_conn MULTIPLEX False": {"BACKEND": "redis_conn.django.cache.RedisCache"},
     "redis_conn MULTIPLEX": {"BACKEND": "redis_conn.django.cache.RedisCache"},
     "redis_conn MULTIPLEX+CLIENT_CACHE": {"BACKEND": "redis_conn.django.cache.RedisCache"},
     "dict reads + 1 write": {"BACKEND": "redis_conn.django.cache.RedisCache"},
@@ -137,6 +142,12 @@ def multiplex_available() -> bool:
     from redis_conn.config import KNOWN_KEYS
 
     return "MULTIPLEX" in KNOWN_KEYS
+
+
+def multiplex_by_default() -> bool:
+    from redis_conn.entries import DEFAULTS
+
+    return bool(DEFAULTS.get("MULTIPLEX"))
 
 
 def client_cache_available() -> bool:
@@ -303,14 +314,14 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
-    variants = ["ceiling", "redis_conn", "django RedisCache", "django-redis"]
+    variants = ["ceiling", "redis_conn defaults", "django RedisCache", "django-redis"]
     if args.multiplex and not multiplex_available():
         print("This build of redis_conn has no MULTIPLEX connections.", file=sys.stderr)
         return 2
     if multiplex_available() and not args.no_multiplex:
-        variants.insert(2, "redis_conn MULTIPLEX")
+        variants[2:2] = ["redis_conn MULTIPLEX False", "redis_conn MULTIPLEX"]
         if client_cache_available():
-            variants[3:3] = ["redis_conn MULTIPLEX+CLIENT_CACHE", "dict reads + 1 write"]
+            variants[4:4] = ["redis_conn MULTIPLEX+CLIENT_CACHE", "dict reads + 1 write"]
     if args.only:
         variants = [v for v in variants if v in args.only or v == "ceiling"]
 
@@ -364,8 +375,10 @@ def main() -> int:
             f"{rates[variant] / rates.get('django RedisCache', rates['ceiling']):>10.2f}"
         )
     print()
+    by_default = MAX_CONNECTIONS if not multiplex_by_default() else 2
     for variant, connection_limit, target in (
-        ("redis_conn", MAX_CONNECTIONS * args.workers, 0.8),
+        ("redis_conn defaults", by_default * args.workers, 0.8),
+        ("redis_conn MULTIPLEX False", MAX_CONNECTIONS * args.workers, None),  # opted out
         ("redis_conn MULTIPLEX", 2 * args.workers, 0.8),
         # + the invalidation connection
         ("redis_conn MULTIPLEX+CLIENT_CACHE", 3 * args.workers, 0.9),
@@ -375,8 +388,13 @@ def main() -> int:
         ratio = rates[variant] / rates["ceiling"]
         errors = sum(int(s["errors"] + s["logged_500s"]) for s in samples[variant])
         peak = max(int(s["peak_clients"]) for s in samples[variant])
+        checks = (
+            []
+            if target is None
+            else [(ratio >= target, f"{variant} >= {target}x the ceiling ({ratio:.2f}x)")]
+        )
         for ok, text in [
-            (ratio >= target, f"{variant} >= {target}x the ceiling ({ratio:.2f}x)"),
+            *checks,
             (errors == 0, f"{variant} has no errors ({errors})"),
             (
                 peak <= connection_limit,

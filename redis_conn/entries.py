@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_CHECK_INTERVAL": 30,
     "RETRY": 3,
     "CLIENT_NAME": True,
-    "MULTIPLEX": False,
+    "MULTIPLEX": True,
     "CLIENT_CACHE": False,
 }
 KNOWN_KEYS = (

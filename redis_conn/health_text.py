@@ -69,8 +69,8 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
                 f"{asyncio_pools['pools']} event loop(s)"
             )
     for c in report["connections"]:
-        mux = c.get("multiplex")
-        if mux is not None and c["alias_of"] is None:
+        mux = c.get("multiplex")  # MULTIPLEX is the default: said once an event loop used it
+        if mux is not None and mux["event_loops"] and c["alias_of"] is None:
             lines.append(
                 f"{c['name']}: multiplexed (asyncio): {mux['in_flight']} in flight on "
                 f"{mux['connected']} shared connection(s) of {mux['event_loops']} event "

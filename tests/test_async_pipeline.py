@@ -316,7 +316,12 @@ def test_sync_and_async_pipelines_nest_in_each_other(two_backends: None, redis_s
 def test_cancelled_batch_closes_its_connection(
     configure: Configure, redis_server: Any, redis_server_b: Any
 ) -> None:
-    configure({"default": {"URL": redis_server.url}, "users": {"URL": redis_server_b.url}})
+    configure(
+        {
+            "default": {"URL": redis_server.url, "MULTIPLEX": False},  # a pooled connection
+            "users": {"URL": redis_server_b.url},
+        }
+    )
 
     async def test() -> None:
         async with async_pipeline() as p:

@@ -91,7 +91,12 @@ def registry_through(cluster: ClusterDeployment, proxies: dict[int, FaultProxy])
     def through_proxy(address: tuple[str, int]) -> tuple[str, int]:
         return ("127.0.0.1", by_port.get(address[1], address[1]))
 
-    settings = {"URL": cluster.url, "CLUSTER": True, "OPTIONS": {"address_remap": through_proxy}}
+    settings = {
+        "URL": cluster.url,
+        "CLUSTER": True,
+        "MULTIPLEX": False,  # redis-py's pooled cluster client; MULTIPLEX's: test_multiplex_cluster
+        "OPTIONS": {"address_remap": through_proxy},
+    }
     return ConnectionRegistry({"users": settings})
 
 
@@ -323,7 +328,9 @@ def test_sync_cluster_failure_after_the_write_is_reply_not_understood(
 def test_async_cluster_failure_after_the_write_is_reply_not_understood(
     redis_cluster: ClusterDeployment,
 ) -> None:
-    registry = ConnectionRegistry({"users": {"URL": redis_cluster.url, "CLUSTER": True}})
+    registry = ConnectionRegistry(
+        {"users": {"URL": redis_cluster.url, "CLUSTER": True, "MULTIPLEX": False}}
+    )
 
     async def scenario() -> None:
         client = registry.get_async("users")

@@ -52,8 +52,9 @@ def proxy(redis_server: RedisServer) -> Iterator[FaultProxy]:
 
 @pytest.fixture
 def registry(proxy: FaultProxy) -> Iterator[ConnectionRegistry]:
-    # The defaults that matter are untouched: RETRY 3.
-    reg = ConnectionRegistry({"users": {"URL": proxy.url}})
+    # The defaults that matter are untouched: RETRY 3. The asyncio client pooled: MULTIPLEX's
+    # lost replies are tests/test_multiplex.py's.
+    reg = ConnectionRegistry({"users": {"URL": proxy.url, "MULTIPLEX": False}})
     yield reg
     reg.close_all()
 

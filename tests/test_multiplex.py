@@ -126,7 +126,12 @@ async def eventually(predicate: Callable[[], bool], what: str) -> None:
 def test_multiplex_is_a_checked_setting() -> None:
     spec = parse({"a": {"URL": "redis://127.0.0.1:6399/0", "MULTIPLEX": True}})["a"]
     assert spec.multiplex is True
-    assert parse({"a": {"URL": "redis://127.0.0.1:6399/0"}})["a"].multiplex is False
+    # The default for asyncio clients (issue 22); False opts out, back to a pool per loop.
+    assert parse({"a": {"URL": "redis://127.0.0.1:6399/0"}})["a"].multiplex is True
+    assert (
+        parse({"a": {"URL": "redis://127.0.0.1:6399/0", "MULTIPLEX": False}})["a"].multiplex
+        is False
+    )
     with pytest.raises(ConfigurationError) as bad:
         parse({"a": {"URL": "redis://127.0.0.1:6399/0", "MULTIPLEX": "yes"}})
     assert str(bad.value) == (
@@ -926,7 +931,7 @@ def test_health_shows_mode_and_commands_in_flight(
     registry.configure(
         {
             "default": settings(server.url, SOCKET_TIMEOUT=None),
-            "pooled": {"URL": redis_server.url},
+            "pooled": {"URL": redis_server.url, "MULTIPLEX": False},
         }
     )
 

@@ -92,10 +92,11 @@ def test_each_command_is_timed_by_connection_name(
     assert attributes["db.system.name"] == "redis"
 
 
+@pytest.mark.parametrize("multiplex", [True, False], ids=["multiplex", "pooled"])
 def test_asyncio_commands_are_timed(
-    reader: InMemoryMetricReader, registry: ConnectionRegistry, redis_server: Any
+    reader: InMemoryMetricReader, registry: ConnectionRegistry, redis_server: Any, multiplex: bool
 ) -> None:
-    registry.configure({"default": {"URL": redis_server.url}})
+    registry.configure({"default": {"URL": redis_server.url, "MULTIPLEX": multiplex}})
 
     async def use() -> None:
         try:
@@ -109,7 +110,10 @@ def test_asyncio_commands_are_timed(
     durations = by_pool(reader, "db.client.operation.duration", db_operation_name="GET")
     assert durations["default"].count == 1
     waits = by_pool(reader, "db.client.connection.wait_time")
-    assert waits["default"].count == 2  # one checkout per command
+    if multiplex:  # the shared connection: no checkout to wait for
+        assert "default" not in waits
+    else:
+        assert waits["default"].count == 2  # one checkout per command
 
 
 def test_cluster_commands_and_node_pools(

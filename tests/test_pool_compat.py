@@ -82,7 +82,7 @@ def test_async_checkout_waits_for_the_pool_lock_no_longer_than_pool_timeout(
 ) -> None:
     # A lock held for too long (a re-authentication against a hung server) fails the
     # checkout as an exhausted pool does, after POOL_TIMEOUT, naming the connection.
-    reg = registry(MAX_CONNECTIONS=1, POOL_TIMEOUT=0.05)
+    reg = registry(MAX_CONNECTIONS=1, POOL_TIMEOUT=0.05, MULTIPLEX=False)  # the pool's own checkout
 
     async def scenario() -> str:
         client = reg.get_async()

@@ -183,8 +183,20 @@ def test_async_pool_exhaustion(registry: ConnectionRegistry, redis_server: Any) 
 
     registry.configure(
         {
-            "nb": {"URL": redis_server.url, "MAX_CONNECTIONS": 1, "BLOCKING": False},
-            "bl": {"URL": redis_server.url, "MAX_CONNECTIONS": 1, "POOL_TIMEOUT": 0.2},
+            # The asyncio pool itself (MULTIPLEX, the default, borrows from it only for
+            # blocking commands, pub/sub and transactions).
+            "nb": {
+                "URL": redis_server.url,
+                "MAX_CONNECTIONS": 1,
+                "BLOCKING": False,
+                "MULTIPLEX": False,
+            },
+            "bl": {
+                "URL": redis_server.url,
+                "MAX_CONNECTIONS": 1,
+                "POOL_TIMEOUT": 0.2,
+                "MULTIPLEX": False,
+            },
         }
     )
 
@@ -282,7 +294,9 @@ def test_async_interrupted_pipeline_never_poisons_the_pool(
 ) -> None:
     import asyncio
 
-    registry.configure({"default": {"URL": redis_server.url, "MAX_CONNECTIONS": 1}})
+    registry.configure(
+        {"default": {"URL": redis_server.url, "MAX_CONNECTIONS": 1, "MULTIPLEX": False}}
+    )
 
     async def scenario() -> None:
         r = registry.get_async()

@@ -82,11 +82,12 @@ def test_async_methods_use_the_async_client_and_never_the_sync_pool(cache: Redis
         client = redis_conn.get_async_redis("default")
         await cache.aset("k", {"v": 1})
         value = await cache.aget("k")
-        return value, client.connection_pool.usage()
+        mux = client.multiplexer  # MULTIPLEX, the default for asyncio clients
+        return value, (mux.connected, mux.reconnects, client.connection_pool.usage().created)
 
     value, usage = run(main)
     assert value == {"v": 1}
-    assert usage.created == 1  # one asyncio connection served both commands
+    assert usage == (True, 0, 0)  # one shared connection served both commands, no pooled one
     assert redis_conn.connections.created_clients() == {}  # no sync client was even made
     assert cache.get("k") == {"v": 1}  # the same storage as the sync methods
 
