@@ -177,7 +177,7 @@ def _spec(name: str, entry: Mapping[str, Any], client_name_prefix: str | None) -
         socket_connect_timeout=_seconds(values["SOCKET_CONNECT_TIMEOUT"]),
         health_check_interval=values["HEALTH_CHECK_INTERVAL"],
         retry=values["RETRY"],
-        multiplex=values["MULTIPLEX"],
+        multiplex=values["MULTIPLEX"] and kind != "fake",  # a fake server has no sockets
         client_cache=cache_settings(values["CLIENT_CACHE"]),
         options=dict(entry.get("OPTIONS", {})),
         client_name=_client_name(name, kind, values, client_name_prefix),

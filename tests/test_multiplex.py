@@ -1022,3 +1022,50 @@ def test_the_shared_connection_follows_a_sentinel_failover(
         }
     finally:
         registry.configure(None)
+
+
+def test_multiplex_is_the_default_for_every_kind_but_fake() -> None:
+    """Issue 22: asyncio clients multiplex unless MULTIPLEX is False; a FAKE connection has
+    no connection to share (and MULTIPLEX given with FAKE is E009, above)."""
+    specs = parse(
+        {
+            "tcp": {"URL": "redis://127.0.0.1:6399/0"},
+            "ha": {"SENTINELS": [("127.0.0.1", 26399)], "SERVICE_NAME": "m"},
+            "cluster": {"URL": "redis://127.0.0.1:7000", "CLUSTER": True},
+            "out": {"URL": "redis://127.0.0.1:6399/0", "MULTIPLEX": False},
+            "dev": {"FAKE": True},
+        }
+    )
+    assert {name: spec.multiplex for name, spec in specs.items()} == {
+        "tcp": True,
+        "ha": True,
+        "cluster": True,
+        "out": False,
+        "dev": False,
+    }
+
+
+def test_a_connection_without_the_key_shares_one_connection_for_1000_tasks(
+    registry: ConnectionRegistry, redis_server: Any
+) -> None:
+    registry.configure(
+        {
+            "plain": {"URL": redis_server.url},
+            "out": {"URL": redis_server.url, "MULTIPLEX": False},
+        }
+    )
+
+    async def body() -> tuple[type, type, int, int]:
+        plain, out = registry.get_async("plain"), registry.get_async("out")
+        await asyncio.gather(*(plain.incr("mux-default") for _ in range(1000)))
+        await asyncio.gather(*(out.incr("mux-opted-out") for _ in range(200)))
+        with redis_server.client() as raw:
+            names = [c["name"] for c in raw.client_list()]
+        return type(plain), type(out), names.count("plain"), names.count("out")
+
+    plain_type, out_type, shared, pooled = run(registry, body)
+    assert issubclass(plain_type, MultiplexedRedis) and not issubclass(out_type, MultiplexedRedis)
+    assert shared == 1  # 1,000 concurrent INCRs on one connection
+    assert pooled > 1  # 200 concurrent INCRs borrowed several pooled connections
+    with redis_server.client() as raw:
+        assert raw.get("mux-default") == b"1000" and raw.get("mux-opted-out") == b"200"

@@ -203,7 +203,10 @@ def test_64_threads_on_a_failing_pool_of_4_only_pool_exhausted(
 def test_1000_tasks_on_an_async_pool_of_4(
     registry: ConnectionRegistry, redis_server: RedisServer
 ) -> None:
-    registry.configure({"load": {"URL": redis_server.url, "MAX_CONNECTIONS": 4}})
+    # The pool itself (MULTIPLEX, the default, shares one connection instead).
+    registry.configure(
+        {"load": {"URL": redis_server.url, "MAX_CONNECTIONS": 4, "MULTIPLEX": False}}
+    )
 
     async def main() -> tuple[int, int, int]:
         client = registry.get_async("load")
