@@ -120,7 +120,10 @@ class LzmaCompressor:
 
 class GzipCompressor:
     def compress(self, data: bytes) -> bytes:
-        return gzip.compress(data)
+        # mtime=0: the same bytes for the same data, whenever it is written. Set members are
+        # compressed too (sadd, smove, sismember): with the clock in the header, a member
+        # written in one second was not found by a command sent in the next.
+        return gzip.compress(data, mtime=0)
 
     def decompress(self, data: bytes) -> bytes:
         try:
