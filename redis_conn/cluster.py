@@ -71,10 +71,11 @@ logger = logging.getLogger("redis_conn")
 class _Tally:
     """How many times the nodes' connections started a write for the call in progress."""
 
-    __slots__ = ("writes",)
+    __slots__ = ("parent", "writes")
 
-    def __init__(self) -> None:
+    def __init__(self, parent: _Tally | None = None) -> None:
         self.writes = 0
+        self.parent = parent
 
 
 # A mutable tally, not a counter: redis-py's asyncio cluster runs a command for several nodes
@@ -84,8 +85,20 @@ _TALLY: ContextVar[_Tally | None] = ContextVar("redis_conn_cluster_tally", defau
 
 def _count_write() -> None:
     tally = _TALLY.get()
-    if tally is not None:
+    while tally is not None:
         tally.writes += 1
+        tally = tally.parent
+
+
+@contextmanager
+def node_writes() -> Iterator[_Tally]:
+    """Count the writes of one node's part of a call apart (they count for the call too)."""
+    tally = _Tally(_TALLY.get())
+    token = _TALLY.set(tally)
+    try:
+        yield tally
+    finally:
+        _TALLY.reset(token)
 
 
 class _CountsWrites:
