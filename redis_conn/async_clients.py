@@ -305,13 +305,13 @@ def _async_cluster_client(spec: ConnectionSpec) -> AsyncNamedRedisCluster:
     client.connection_name = spec.root
     if isinstance(client, MultiplexedRedisCluster):
         client.spec = spec  # its shared connections report under this spec
-    else:
-        client.node_gates = NodeGates(
-            spec.root,
-            max_connections=spec.max_connections,
-            blocking=spec.blocking,
-            pool_timeout=spec.pool_timeout,
-        )
+    # The nodes' pooled connections (with MULTIPLEX: those of blocking commands, transactions)
+    client.node_gates = NodeGates(
+        spec.root,
+        max_connections=spec.max_connections,
+        blocking=spec.blocking,
+        pool_timeout=spec.pool_timeout,
+    )
     # The async cluster hard-codes its connection class; swap in the guarded one before any
     # node connects (nodes are built from connection_kwargs, connections lazily). No pool of
     # ours makes these connections, so the class carries the name their errors give.

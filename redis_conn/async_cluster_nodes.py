@@ -184,7 +184,7 @@ class GatedClusterNode(redis.asyncio.cluster.ClusterNode):
             try:
                 return await self._gated(lambda: call(*args, **kwargs))
             except _RETRIED as exc:
-                unsafe = tally.writes > 0 and not may_resend(args)
+                unsafe = tally.sent > 0 and not may_resend(args)
                 error = self._lost(exc, command_name(args), unsafe)
                 if error is exc:
                     raise
@@ -201,13 +201,13 @@ class GatedClusterNode(redis.asyncio.cluster.ClusterNode):
                 # Raised, redis-py would send the whole pipeline again (every node's part:
                 # redis-py 7.4 and 8.1 even close the client first). Once written, or with
                 # no connection to write on, the error is each command's outcome instead.
-                if not tally.writes and not isinstance(exc, MaxConnectionsError):
+                if not tally.sent and not isinstance(exc, MaxConnectionsError):
                     raise  # nothing was written (a refused connect): redis-py routes again
                 error = self._lost(exc, what, unsafe)
                 for command in commands:
                     command.result = error
                 return True
-        if tally.writes:
+        if tally.sent:
             for command in commands:
                 result = getattr(command, "result", None)
                 if isinstance(result, Exception) and type(result) in _RETRIED:

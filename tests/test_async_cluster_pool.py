@@ -86,7 +86,7 @@ def blocked_on(cluster: ClusterDeployment, key: str, name: str) -> int:
     with cluster.client() as raw:
         node = raw.get_node_from_key(key)
         clients = raw.client_list(target_nodes=node)
-    return sum(1 for c in clients if c["name"] == name and c["cmd"] == "blpop")
+    return sum(1 for c in clients if c["name"] == name and "b" in c["flags"])
 
 
 class Holders:
@@ -255,6 +255,30 @@ def test_cancelled_waiters_take_no_connection_and_cancelled_holders_give_theirs_
 
     run(registry, body)
     assert raw_value(redis_cluster, "{p}n") == 1  # no cancelled waiter ran
+
+
+def test_with_multiplex_the_pooled_connections_of_blocking_commands_wait_too(
+    redis_cluster: ClusterDeployment, name: str
+) -> None:
+    """MULTIPLEX sends a blocking command on a pooled connection of its node: the same gate."""
+    registry = registry_for(
+        redis_cluster, name, MULTIPLEX=True, MAX_CONNECTIONS=2, POOL_TIMEOUT=DEADLINE * 2
+    )
+
+    async def body(client: Any) -> list[Any]:
+        holders = Holders(client, redis_cluster, "{p}list", name)
+        await holders.hold(2)
+        gate = gate_of(client, "{p}list")
+        late = asyncio.create_task(client.blpop(["{p}other"], 0))
+        await eventually(lambda: gate.waiting == 1, "a BLPOP waiting")
+        assert await client.incr("{p}n") == 1  # one-slot commands share the node's connection
+        await holders.free()
+        await eventually(lambda: blocked_on(redis_cluster, "{p}list", name) == 1, "BLPOP sent")
+        with redis_cluster.client() as raw:
+            raw.lpush("{p}other", "x")
+        return list(await late)
+
+    assert run(registry, body) == [b"{p}other", b"x"]
 
 
 # -- exactly once: connections killed under 1,000 tasks -------------------------------------------
