@@ -5,6 +5,8 @@ The pools are :mod:`redis_conn.async_pools` (FIFO, safe to cancel, never poisone
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -16,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from redis_conn.async_cluster_nodes import NodeGates, gate_nodes, prepaid
 from redis_conn.async_pools import (
     AsyncGuardedConnectionPool,
     AsyncGuardedPool,
@@ -32,6 +35,7 @@ from redis_conn.cluster import (
 from redis_conn.config import ConnectionSpec
 from redis_conn.exceptions import PoolExhausted
 from redis_conn.guarded import async_connection_class, name_error
+from redis_conn.internals import cluster_nodes, cluster_slot
 from redis_conn.multiplex_client import multiplexed_client
 from redis_conn.multiplex_cluster import ClusterMultiplexing
 from redis_conn.multiplex_cluster_batch import SharedClusterBatches
@@ -63,7 +67,10 @@ class AsyncExactlyOnceClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
         names: list[str] = self.__dict__.pop("_redis_conn_names", [])
-        connection_name = getattr(self.cluster_client, "connection_name", "")
+        client = self.cluster_client
+        if isinstance(client, AsyncNamedRedisCluster):
+            client.gate_nodes()
+        connection_name = getattr(client, "connection_name", "")
         with after_write_rule(connection_name, batch_label("batch", len(names))) as tally:
             results: list[Any] = await super().execute(
                 raise_on_error=False, allow_redirections=allow_redirections
@@ -82,30 +89,86 @@ class AsyncExactlyOnceClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
 
 class AsyncClusterTransaction(redis.asyncio.cluster.ClusterPipeline):
     """redis-py's asyncio cluster transaction, under CONTRACT section 13's rule
-    (:func:`~redis_conn.cluster.after_write_rule`)."""
+    (:func:`~redis_conn.cluster.after_write_rule`).
+
+    redis-py takes its connection without awaiting, so with BLOCKING the permit of the node
+    that serves its first key is waited for beforehand
+    (:func:`~redis_conn.async_cluster_nodes.prepaid`)."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        self.__dict__.setdefault("_redis_conn_commands", []).append(args)
+        return super().execute_command(*args, **kwargs)
 
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
         client = self.cluster_client
+        commands: list[tuple[Any, ...]] = self.__dict__.pop("_redis_conn_commands", [])
         label = batch_label("transaction", len(self))
-        with after_write_rule(getattr(client, "connection_name", ""), label):
-            results: list[Any] = await super().execute(
-                raise_on_error=raise_on_error, allow_redirections=allow_redirections
-            )
+        async with _paid_for(client, commands):
+            with after_write_rule(getattr(client, "connection_name", ""), label):
+                results: list[Any] = await super().execute(
+                    raise_on_error=raise_on_error, allow_redirections=allow_redirections
+                )
         return results
+
+    # redis-py types these as the commands of the same names, not as its pipeline's methods.
+    async def watch(self, *names: Any) -> Any:  # type: ignore[override]
+        async with _paid_for(self.cluster_client, [("WATCH", *names)]):
+            return await super().watch(*names)  # type: ignore[no-untyped-call, unused-ignore]
+
+    async def reset(self) -> None:  # type: ignore[override]
+        self.__dict__.pop("_redis_conn_commands", None)
+        await super().reset()  # type: ignore[no-untyped-call, unused-ignore]
+
+
+@asynccontextmanager
+async def _paid_for(client: Any, commands: list[tuple[Any, ...]]) -> AsyncIterator[None]:
+    """A permit of the node a transaction will take its connection from (that of its first
+    key), waited for now; without a key, or before the slot map is known, none."""
+    gates: NodeGates | None = getattr(client, "node_gates", None)
+    node = None
+    if gates is not None and commands:
+        await client.initialize()
+        for args in commands:
+            try:
+                slot = await cluster_slot(client, args)
+            except Exception:  # no key, an unknown command: redis-py says so itself
+                continue
+            node = client.nodes_manager.get_node_from_slot(slot, False)
+            break
+    if node is None or gates is None:
+        yield
+        return
+    gate_nodes((node,), gates)
+    async with prepaid(gates, node):
+        yield
 
 
 class AsyncNamedRedisCluster(redis.asyncio.cluster.RedisCluster):
-    """redis-py's async cluster has no pool class to plug in: name its exhaustion errors here.
+    """redis-py's async cluster has no pool class to plug in: its nodes are made gated nodes
+    (:mod:`redis_conn.async_cluster_nodes`: BLOCKING and POOL_TIMEOUT per node, a lost reply
+    never sent again), and a full node's error is named here.
 
-    Its nodes never block for a free connection; a full node raises at once. Its pipelines
-    send each command once (:class:`AsyncExactlyOnceClusterPipeline`). Its commands follow
-    CONTRACT section 13 (:func:`~redis_conn.cluster.after_write_rule`). ``connection_name`` is
-    set by the client builder, which also gives the nodes connections that carry it.
+    Its pipelines send each command once (:class:`AsyncExactlyOnceClusterPipeline`). Its
+    commands follow CONTRACT section 13 (:func:`~redis_conn.cluster.after_write_rule`).
+    ``connection_name`` and ``node_gates`` are set by the client builder, which also gives the
+    nodes connections that carry the name.
     """
 
     connection_name = ""
+    node_gates: NodeGates | None = None
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().initialize(*args, **kwargs)
+        finally:
+            self.gate_nodes()
+
+    def gate_nodes(self) -> None:
+        """Every node redis-py knows, gated (it makes new ones as the topology changes)."""
+        if self.node_gates is not None:
+            gate_nodes(cluster_nodes(self), self.node_gates)
 
     def pipeline(
         self, transaction: Any | None = None, shard_hint: Any | None = None
@@ -117,6 +180,7 @@ class AsyncNamedRedisCluster(redis.asyncio.cluster.RedisCluster):
         return AsyncExactlyOnceClusterPipeline(self, transaction)  # type: ignore[abstract]
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        self.gate_nodes()  # one a MOVED reply made since the last refresh, say
         try:
             with after_write_rule(self.connection_name, command_name(args)):
                 return await super().execute_command(*args, **kwargs)
@@ -241,6 +305,13 @@ def _async_cluster_client(spec: ConnectionSpec) -> AsyncNamedRedisCluster:
     client.connection_name = spec.root
     if isinstance(client, MultiplexedRedisCluster):
         client.spec = spec  # its shared connections report under this spec
+    # The nodes' pooled connections (with MULTIPLEX: those of blocking commands, transactions)
+    client.node_gates = NodeGates(
+        spec.root,
+        max_connections=spec.max_connections,
+        blocking=spec.blocking,
+        pool_timeout=spec.pool_timeout,
+    )
     # The async cluster hard-codes its connection class; swap in the guarded one before any
     # node connects (nodes are built from connection_kwargs, connections lazily). No pool of
     # ours makes these connections, so the class carries the name their errors give.
@@ -248,4 +319,6 @@ def _async_cluster_client(spec: ConnectionSpec) -> AsyncNamedRedisCluster:
     client.connection_kwargs["connection_class"] = guarded
     for node in client.nodes_manager.startup_nodes.values():
         node.connection_class = guarded
+    if client.node_gates is not None:
+        gate_nodes(client.nodes_manager.startup_nodes.values(), client.node_gates)
     return client

@@ -71,10 +71,12 @@ logger = logging.getLogger("redis_conn")
 class _Tally:
     """How many times the nodes' connections started a write for the call in progress."""
 
-    __slots__ = ("writes",)
+    __slots__ = ("parent", "sent", "writes")
 
-    def __init__(self) -> None:
-        self.writes = 0
+    def __init__(self, parent: _Tally | None = None) -> None:
+        self.writes = 0  # writes started: counted before connecting, so it can only over-count
+        self.sent = 0  # writes about to leave on a connected socket (a refused connect: none)
+        self.parent = parent
 
 
 # A mutable tally, not a counter: redis-py's asyncio cluster runs a command for several nodes
@@ -84,8 +86,28 @@ _TALLY: ContextVar[_Tally | None] = ContextVar("redis_conn_cluster_tally", defau
 
 def _count_write() -> None:
     tally = _TALLY.get()
-    if tally is not None:
+    while tally is not None:
         tally.writes += 1
+        tally = tally.parent
+
+
+def _count_sent() -> None:
+    tally = _TALLY.get()
+    while tally is not None:
+        tally.sent += 1
+        tally = tally.parent
+
+
+@contextmanager
+def node_writes() -> Iterator[_Tally]:
+    """Count the writes of one node's part of a call apart (they count for the call too).
+    ``sent`` says whether bytes may have left: a write whose connect was refused has not."""
+    tally = _Tally(_TALLY.get())
+    token = _TALLY.set(tally)
+    try:
+        yield tally
+    finally:
+        _TALLY.reset(token)
 
 
 class _CountsWrites:
@@ -95,6 +117,10 @@ class _CountsWrites:
         _count_write()  # before the write, so an interrupt or a failure can only over-count
         super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
 
+    def _count_written(self, *args: Any) -> None:
+        _count_sent()  # the guard's count, once connected, just before the bytes leave
+        super()._count_written(*args)  # type: ignore[misc]
+
 
 class _AsyncCountsWrites:
     """Mixed in front of a cluster node's (guarded) asyncio connection."""
@@ -102,6 +128,10 @@ class _AsyncCountsWrites:
     async def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
         _count_write()
         await super().send_packed_command(*args, **kwargs)  # type: ignore[misc]
+
+    def _count_written(self, *args: Any) -> None:
+        _count_sent()
+        super()._count_written(*args)  # type: ignore[misc]
 
 
 _CONNECTION_CLASSES: dict[tuple[type[Any], str], type[Any]] = {}

@@ -45,9 +45,11 @@ __all__ = [
     "RELIED_ON",
     "PoolInternals",
     "Reliance",
+    "cluster_nodes",
     "cluster_slot",
     "ensure_connection",
     "follow_moved",
+    "free_connections",
     "has_data",
     "hiredis_packer",
     "is_connected",
@@ -209,6 +211,34 @@ RELIED_ON: tuple[Reliance, ...] = (
         "the asyncio cluster hard-codes its connection class: ours is swapped in on its nodes",
     ),
     Reliance("redis.asyncio.cluster.ClusterNode", "connection_class", "as startup_nodes"),
+    # -- the pooled asyncio cluster's nodes (redis_conn.async_cluster_nodes) --------------------
+    Reliance(
+        "redis.asyncio.cluster.NodesManager",
+        "nodes_cache",
+        "the nodes redis-py made, re-classed as gated nodes (BLOCKING per node)",
+        instance=True,
+    ),
+    Reliance(
+        "redis.asyncio.cluster.ClusterNode",
+        "acquire_connection",
+        "a node lends a connection only with a permit of its gate",
+    ),
+    Reliance(
+        "redis.asyncio.cluster.ClusterNode",
+        "release",
+        "a transaction's connection gives its permit back",
+    ),
+    Reliance(
+        "redis.asyncio.cluster.ClusterNode",
+        "execute_pipeline",
+        "a node's part of a pipeline waits for a permit; a lost reply stays lost",
+    ),
+    Reliance(
+        "redis.asyncio.cluster.ClusterNode",
+        "_free",
+        "the idle connections: taken out while they close; one redis-py 7.4 forgot taken back",
+        instance=True,
+    ),
     # -- MULTIPLEX on Redis Cluster (redis_conn.multiplex_cluster) ------------------------------
     Reliance(
         "redis.asyncio.cluster.RedisCluster",
@@ -387,6 +417,19 @@ async def run_pipeline_batch(
     """Send ``stack`` on ``connection`` and read its replies with redis-py's own pipeline code."""
     run = pipe._execute_transaction if transaction else pipe._execute_pipeline
     return await run(connection, stack, raise_on_error)  # type: ignore[no-any-return]
+
+
+# -- the pooled asyncio cluster's nodes ------------------------------------------------------------
+
+
+def free_connections(node: Any) -> Any:
+    """An asyncio cluster node's idle connections (a deque redis-py lends from)."""
+    return node._free
+
+
+def cluster_nodes(cluster: Any) -> list[Any]:
+    """The nodes an asyncio cluster client knows now."""
+    return list(cluster.nodes_manager.nodes_cache.values())
 
 
 # -- MULTIPLEX on Redis Cluster ----------------------------------------------------------------

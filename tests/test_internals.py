@@ -36,6 +36,10 @@ INSTANCES: dict[str, Callable[[], Any]] = {
     "redis.asyncio.cluster.RedisCluster": lambda: redis.asyncio.cluster.RedisCluster(
         host="127.0.0.1", port=1
     ),
+    "redis.asyncio.cluster.NodesManager": lambda: (
+        redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=1).nodes_manager
+    ),
+    "redis.asyncio.cluster.ClusterNode": lambda: redis.asyncio.cluster.ClusterNode("127.0.0.1", 1),
     "redis.asyncio.client.Pipeline": lambda: redis.asyncio.client.Pipeline(
         redis.asyncio.connection.ConnectionPool(), {}, True, None
     ),
