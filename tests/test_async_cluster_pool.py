@@ -46,7 +46,13 @@ def name() -> Iterator[str]:
 
 
 def registry_for(cluster: ClusterDeployment, name: str, **extra: Any) -> ConnectionRegistry:
-    settings = {"URL": cluster.url, "CLUSTER": True, "OPTIONS": {"client_name": name}, **extra}
+    settings = {
+        "URL": cluster.url,
+        "CLUSTER": True,
+        "MULTIPLEX": False,  # the pooled client (MULTIPLEX is the default)
+        "OPTIONS": {"client_name": name},
+        **extra,
+    }
     return ConnectionRegistry({"c": settings})
 
 
