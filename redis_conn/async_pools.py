@@ -21,6 +21,7 @@ import redis.asyncio.connection
 import redis.asyncio.sentinel
 
 from redis_conn.guarded import unfit_to_lend
+from redis_conn.internals import ensure_async_connection
 from redis_conn.pools import NamedPool, collect_garbage
 
 _CREATE = object()  # what a waiter is woken with when it may make a connection
@@ -127,7 +128,7 @@ class AsyncGuardedPool(NamedPool):
         sent on it would be lost after leaving, and could not be sent again. Anything to read
         on an idle connection (end of file, or a stray push) means it is not fit to lend.
         That is redis-py's own check."""
-        await self.ensure_connection(connection)  # type: ignore[attr-defined]
+        await ensure_async_connection(self, connection)
 
     async def release(self, connection: Any) -> None:
         if not self._is_lent(connection):

@@ -14,6 +14,8 @@ fallback for the oldest version ``pyproject.toml`` admits:
   7.x, the same check as 7.4.1's ``get_connection`` makes inline.
 - sync ``Connection.is_connected`` (redis-py 8) or ``_sock`` (7.x).
 - asyncio ``Connection.can_read`` (redis-py 8) or ``can_read_destructive`` (7.x).
+- asyncio ``ConnectionPool.ensure_connection``, followed by our own idle-socket check where
+  redis-py 8.0-8.1 skip theirs (:func:`ensure_async_connection`).
 
 What does *not* live here, by design: the multiplexer no longer impersonates a connection by
 copying attributes redis-py reads (``_resp2_fallback`` broke that in 8.2); its stand-ins
@@ -47,6 +49,7 @@ __all__ = [
     "Reliance",
     "cluster_nodes",
     "cluster_slot",
+    "ensure_async_connection",
     "ensure_connection",
     "follow_moved",
     "free_connections",
@@ -108,6 +111,13 @@ RELIED_ON: tuple[Reliance, ...] = (
         alternatives=("maint_notifications_enabled",),
     ),
     Reliance("redis.asyncio.connection.ConnectionPool", "reset", "as the sync pool's"),
+    Reliance(
+        "redis.asyncio.connection.ConnectionPool",
+        "maint_notifications_enabled",
+        "whether redis-py 8.0-8.1's ensure_connection skipped its idle-socket check "
+        "(ensure_async_connection); 7.x has none and always checks",
+        alternatives=("ensure_connection",),
+    ),
     Reliance(
         "redis.asyncio.connection.ConnectionPool",
         "_available_connections",
@@ -317,6 +327,27 @@ async def has_data(connection: Any) -> bool:
     """Whether an idle asyncio connection has anything to read: data, or end of file."""
     check = getattr(connection, "can_read", None) or connection.can_read_destructive
     return bool(await check())
+
+
+async def ensure_async_connection(pool: Any, connection: Any) -> None:
+    """Connect an asyncio ``connection`` and make sure it is ready to send: redis-py's
+    ``ensure_connection``, and where that skips its check, ours.
+
+    redis-py 8.0 and 8.1 skip the check of an idle connection whenever maintenance
+    notifications are enabled, which is the default (``"auto"``): a socket the server closed
+    while idle (a restart) was lent, and the write sent on it lost after leaving. 8.2 reads the
+    pending push notifications instead (``handle_pending_push_notifications``), which raises
+    for a closed socket; 7.x always checks."""
+    await pool.ensure_connection(connection)
+    notifications = getattr(pool, "maint_notifications_enabled", None)  # none on 7.x
+    if (
+        notifications is not None
+        and not hasattr(connection, "handle_pending_push_notifications")
+        and notifications()
+        and await has_data(connection)
+    ):
+        await connection.disconnect()
+        await connection.connect()
 
 
 def ensure_connection(pool: Any, connection: Any) -> None:

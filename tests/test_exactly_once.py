@@ -191,10 +191,11 @@ def test_async_write_whose_reply_is_lost_is_not_sent_again(
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("multiplex", [True, False], ids=["multiplex", "pooled"])
 def test_async_write_after_a_server_restart_runs_once(
-    configure: Any, killable_server: RedisServer
+    configure: Any, killable_server: RedisServer, multiplex: bool
 ) -> None:
-    configure({"users": {"URL": killable_server.url}})
+    configure({"users": {"URL": killable_server.url, "MULTIPLEX": multiplex}})
     registry = connections
 
     async def scenario() -> None:
