@@ -15,7 +15,7 @@ fallback for the oldest version ``pyproject.toml`` admits:
 - sync ``Connection.is_connected`` (redis-py 8) or ``_sock`` (7.x).
 - asyncio ``Connection.can_read`` (redis-py 8) or ``can_read_destructive`` (7.x).
 - asyncio ``ConnectionPool.ensure_connection``, followed by our own idle-socket check where
-  redis-py 8.0-8.1 skip theirs (:func:`ensure_async_connection`).
+  redis-py 8 before 8.2 (seen on 8.1.0) skips theirs (:func:`ensure_async_connection`).
 
 What does *not* live here, by design: the multiplexer no longer impersonates a connection by
 copying attributes redis-py reads (``_resp2_fallback`` broke that in 8.2); its stand-ins
@@ -114,7 +114,7 @@ RELIED_ON: tuple[Reliance, ...] = (
     Reliance(
         "redis.asyncio.connection.ConnectionPool",
         "maint_notifications_enabled",
-        "whether redis-py 8.0-8.1's ensure_connection skipped its idle-socket check "
+        "whether redis-py 8.1's ensure_connection skipped its idle-socket check "
         "(ensure_async_connection); 7.x has none and always checks",
         alternatives=("ensure_connection",),
     ),
@@ -333,9 +333,9 @@ async def ensure_async_connection(pool: Any, connection: Any) -> None:
     """Connect an asyncio ``connection`` and make sure it is ready to send: redis-py's
     ``ensure_connection``, and where that skips its check, ours.
 
-    redis-py 8.0 and 8.1 skip the check of an idle connection whenever maintenance
-    notifications are enabled, which is the default (``"auto"``): a socket the server closed
-    while idle (a restart) was lent, and the write sent on it lost after leaving. 8.2 reads the
+    redis-py 8 before 8.2 (seen on 8.1.0) skips the check of an idle connection whenever
+    maintenance notifications are enabled, which is the default (``"auto"``): a socket the
+    server closed while idle (a restart) was lent, and the write sent on it lost. 8.2 reads the
     pending push notifications instead (``handle_pending_push_notifications``), which raises
     for a closed socket; 7.x always checks."""
     await pool.ensure_connection(connection)
