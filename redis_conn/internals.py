@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio.client
+import redis.asyncio.connection
 import redis.connection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.commands.cluster import READ_COMMANDS
@@ -329,6 +330,13 @@ async def has_data(connection: Any) -> bool:
     return bool(await check())
 
 
+# Whether this redis-py's asyncio ensure_connection can skip its idle-socket check: it has
+# maintenance notifications (7.x has none) and no handle_pending_push_notifications (8.2's).
+_ASYNC_IDLE_CHECK_SKIPPED = hasattr(
+    redis.asyncio.connection.ConnectionPool, "maint_notifications_enabled"
+) and not hasattr(redis.asyncio.connection.AbstractConnection, "handle_pending_push_notifications")
+
+
 async def ensure_async_connection(pool: Any, connection: Any) -> None:
     """Connect an asyncio ``connection`` and make sure it is ready to send: redis-py's
     ``ensure_connection``, and where that skips its check, ours.
@@ -339,11 +347,9 @@ async def ensure_async_connection(pool: Any, connection: Any) -> None:
     pending push notifications instead (``handle_pending_push_notifications``), which raises
     for a closed socket; 7.x always checks."""
     await pool.ensure_connection(connection)
-    notifications = getattr(pool, "maint_notifications_enabled", None)  # none on 7.x
     if (
-        notifications is not None
-        and not hasattr(connection, "handle_pending_push_notifications")
-        and notifications()
+        _ASYNC_IDLE_CHECK_SKIPPED
+        and pool.maint_notifications_enabled()
         and await has_data(connection)
     ):
         await connection.disconnect()

@@ -20,6 +20,7 @@ tail of its log.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import inspect
@@ -603,6 +604,16 @@ def stop_all(servers: Iterable[RedisServer], timeout: float = STOP_TIMEOUT) -> N
             server._terminate()
     for server in servers:
         server._reap(timeout)
+
+
+async def eventually(predicate: Callable[[], bool], what: str, timeout: float) -> None:
+    """From a coroutine: poll ``predicate`` every 5 ms, letting the event loop run between
+    polls, until it is true; AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(0.005)
 
 
 def wait_until(

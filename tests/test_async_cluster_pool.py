@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import gc
 import itertools
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -31,8 +31,10 @@ from redis_conn.async_cluster_nodes import NodeGate
 
 try:
     from servers import ClusterDeployment
+    from servers import eventually as polled_until
 except ModuleNotFoundError:  # tests/ imported as a package
     from tests.servers import ClusterDeployment
+    from tests.servers import eventually as polled_until
 
 DEADLINE = 30.0  # seconds any awaited condition may take (a loaded machine)
 TASKS = 1_000
@@ -69,12 +71,7 @@ def run(registry: ConnectionRegistry, body: Callable[[Any], Awaitable[Any]]) -> 
     return asyncio.run(main())
 
 
-async def eventually(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {DEADLINE:g} s: {what}")
-        await asyncio.sleep(0.005)
+eventually = functools.partial(polled_until, timeout=DEADLINE)
 
 
 def gate_of(client: AsyncNamedRedisCluster, key: str) -> NodeGate:

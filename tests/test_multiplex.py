@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import itertools
 import random
 import re
@@ -49,8 +50,10 @@ from redis_conn.retry import AsyncRetry
 
 try:
     from servers import RedisServer, SentinelDeployment
+    from servers import eventually as polled_until
 except ModuleNotFoundError:  # tests/ imported as a package
     from tests.servers import RedisServer, SentinelDeployment
+    from tests.servers import eventually as polled_until
 
 DEADLINE = 10.0  # seconds any awaited condition may take
 _names = itertools.count()
@@ -112,12 +115,7 @@ def multiplexer(client: Any) -> Multiplexer:
     return client.multiplexer
 
 
-async def eventually(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {DEADLINE:g} s: {what}")
-        await asyncio.sleep(0.005)
+eventually = functools.partial(polled_until, timeout=DEADLINE)
 
 
 # -- settings ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ plain redis-py clients.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import itertools
 import random
@@ -34,8 +35,10 @@ from redis_conn.request_scope import RequestPipeline
 
 try:
     from servers import ClusterDeployment, RedisServer, wait_until
+    from servers import eventually as polled_until
 except ModuleNotFoundError:  # tests/ imported as a package
     from tests.servers import ClusterDeployment, RedisServer, wait_until
+    from tests.servers import eventually as polled_until
 
 DEADLINE = 30.0  # seconds any awaited condition may take (a loaded machine)
 _names = itertools.count()
@@ -104,12 +107,7 @@ def run(registry: ConnectionRegistry, body: Callable[[], Awaitable[Any]]) -> Any
     return asyncio.run(main())
 
 
-async def eventually(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {DEADLINE:g} s: {what}")
-        await asyncio.sleep(0.005)
+eventually = functools.partial(polled_until, timeout=DEADLINE)
 
 
 # What redis-py's topology discovery last sent on the connections it opens (CLUSTER SLOTS
