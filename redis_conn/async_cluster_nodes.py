@@ -48,12 +48,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis_conn.cluster import node_writes
 from redis_conn.exceptions import ConnectionLostAfterWrite, PoolExhausted, TimeoutAfterWrite
 from redis_conn.guarded import unfit_to_lend
-from redis_conn.internals import free_connections
+from redis_conn.internals import free_connections, node_connections
 from redis_conn.masking import mask_text
 from redis_conn.messages import unprefixed
+from redis_conn.pools import PoolUsage
 from redis_conn.read_only import all_resendable, command_name, may_resend
 
-__all__ = ["GatedClusterNode", "NodeGate", "NodeGates", "gate_nodes", "prepaid"]
+__all__ = ["GatedClusterNode", "NodeGate", "NodeGates", "gate_nodes", "node_usages", "prepaid"]
 
 # The errors redis-py's cluster retries (by exact type): after a write they must not pass.
 _RETRIED = (RedisConnectionError, RedisTimeoutError)
@@ -337,3 +338,24 @@ async def prepaid(gates: NodeGates, node: Any) -> AsyncIterator[None]:
         _PREPAID.reset(token)
         if lease.connection is None:
             gate.give()
+
+
+def node_usages(gates: NodeGates, nodes: Iterable[Any]) -> list[PoolUsage]:
+    """What each node's connections are doing now, as a pool reports it (the health report):
+    every connection the node holds, those lent, and the tasks waiting at its gate."""
+    behaves_like = "BlockingConnectionPool" if gates.blocking else "ConnectionPool"
+    usages = []
+    for node in nodes:
+        if not isinstance(node, GatedClusterNode):
+            continue
+        created = len(node_connections(node))
+        usages.append(
+            PoolUsage(
+                behaves_like=behaves_like,
+                max_connections=gates.max_connections,
+                created=created,
+                in_use=created - len(free_connections(node)),
+                waiting=gates.of(node).waiting,
+            )
+        )
+    return usages

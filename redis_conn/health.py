@@ -27,9 +27,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_conn import messages
+from redis_conn.async_cluster_nodes import NodeGates, node_usages
 from redis_conn.budget import ServerUse, budgets, server_uses, summarize
 from redis_conn.config import DEFAULTS, ConnectionSpec
+from redis_conn.internals import cluster_nodes
 from redis_conn.masking import connection_secrets, mask_text
+from redis_conn.pools import PoolUsage
 
 #: A PING slower than this (milliseconds) makes a connection "degraded".
 SLOW_PING_MS = 250.0
@@ -208,7 +211,7 @@ def _check(
             if sockets and spec.kind != "fake":
                 uses = server_uses(client, spec, info=info, opened=_probing)
                 entry.server_connections, entry.maxclients = summarize(uses)
-        entry.pool, pool_problems = _pool_report(client, spec, _async_pools(registry, spec))
+        entry.pool, pool_problems = _pool_report(client, spec, _async_usages(registry, spec))
         problems.extend(pool_problems)
         cache = registry.client_cache(spec.name)
         if cache is not None:
@@ -298,22 +301,28 @@ def _server_facts(info: dict[str, Any]) -> dict[str, Any]:
     return {"version": facts["version"], **{k: v for k, v in facts.items() if k != "version"}}
 
 
-def _async_pools(registry: Connections, spec: ConnectionSpec) -> list[Any]:
-    """The asyncio pools of a connection in this process: one per event loop that used it.
+def _async_usages(registry: Connections, spec: ConnectionSpec) -> list[PoolUsage]:
+    """The asyncio pools of a connection in this process: one per event loop that used it
+    (an asyncio cluster client: one per node and event loop).
 
     The Django cache's async methods and async views hold their sockets there, not in the
-    sync pool. (An asyncio cluster client keeps per-node connections without a pool to ask.)
+    sync pool.
     """
-    pools = []
+    usages: list[PoolUsage] = []
     for name, client in registry.created_async_clients():
+        if name != spec.root:
+            continue
         pool = getattr(client, "connection_pool", None)
-        if name == spec.root and pool is not None and hasattr(pool, "usage"):
-            pools.append(pool)
-    return pools
+        gates = getattr(client, "node_gates", None)
+        if isinstance(gates, NodeGates):
+            usages.extend(node_usages(gates, cluster_nodes(client)))
+        elif pool is not None and hasattr(pool, "usage"):
+            usages.append(pool.usage())
+    return usages
 
 
 def _pool_report(
-    client: Any, spec: ConnectionSpec, async_pools: list[Any]
+    client: Any, spec: ConnectionSpec, async_usages: list[PoolUsage]
 ) -> tuple[dict[str, Any], list[str]]:
     """The sync pool (a cluster: one per node) and the asyncio ones, counted together."""
     if spec.kind == "cluster":
@@ -321,7 +330,6 @@ def _pool_report(
     else:
         pools = [client.connection_pool]
     usages = [pool.usage() for pool in pools if hasattr(pool, "usage")]
-    async_usages = [pool.usage() for pool in async_pools]
     if not usages and not async_usages:  # fakeredis: an in-process server, no sockets to count
         return {
             "class": type(client.connection_pool).__name__,
@@ -376,7 +384,7 @@ def _check_cluster(
     uses: list[ServerUse] = []
     try:
         client = registry.get(spec.name)  # redis-py asks the configured node for the topology
-        entry.pool, problems = _pool_report(client, spec, _async_pools(registry, spec))
+        entry.pool, problems = _pool_report(client, spec, _async_usages(registry, spec))
         nodes = _cluster_nodes(client, spec, ping=ping)
         if ping and sockets:
             uses = server_uses(client, spec, opened=_probing)

@@ -63,10 +63,15 @@ def render(report: dict[str, Any], *, as_json: bool = False) -> str:
     for c in report["connections"]:
         asyncio_pools = (c["pool"] or {}).get("asyncio")
         if asyncio_pools and c["alias_of"] is None:
+            pools = asyncio_pools["pools"]
+            where = (  # a cluster's asyncio client has a pool per node, in each event loop
+                f"in {pools} node pool(s) (one per node and event loop)"
+                if c.get("nodes")
+                else f"in the pools of {pools} event loop(s)"
+            )
             lines.append(
                 f"{c['name']}: POOL counts {asyncio_pools['created']} asyncio connection(s) "
-                f"({asyncio_pools['in_use']} in use) in the pools of "
-                f"{asyncio_pools['pools']} event loop(s)"
+                f"({asyncio_pools['in_use']} in use) {where}"
             )
     for c in report["connections"]:
         mux = c.get("multiplex")  # MULTIPLEX is the default: said once an event loop used it

@@ -57,6 +57,7 @@ __all__ = [
     "has_data",
     "hiredis_packer",
     "is_connected",
+    "node_connections",
     "node_lost",
     "refresh_wanted",
     "run_pipeline_batch",
@@ -248,6 +249,12 @@ RELIED_ON: tuple[Reliance, ...] = (
         "redis.asyncio.cluster.ClusterNode",
         "_free",
         "the idle connections: taken out while they close; one redis-py 7.4 forgot taken back",
+        instance=True,
+    ),
+    Reliance(
+        "redis.asyncio.cluster.ClusterNode",
+        "_connections",
+        "every connection a node holds, lent or idle: the health report counts them",
         instance=True,
     ),
     # -- MULTIPLEX on Redis Cluster (redis_conn.multiplex_cluster) ------------------------------
@@ -462,6 +469,11 @@ async def run_pipeline_batch(
 def free_connections(node: Any) -> Any:
     """An asyncio cluster node's idle connections (a deque redis-py lends from)."""
     return node._free
+
+
+def node_connections(node: Any) -> list[Any]:
+    """Every connection an asyncio cluster node holds, lent or idle."""
+    return list(node._connections)
 
 
 def cluster_nodes(cluster: Any) -> list[Any]:

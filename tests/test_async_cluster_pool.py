@@ -28,6 +28,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis_conn import ConnectionRegistry, OutcomeUnknown, PoolExhausted
 from redis_conn.async_clients import AsyncNamedRedisCluster
 from redis_conn.async_cluster_nodes import NodeGate
+from redis_conn.health_text import render
 
 try:
     from servers import ClusterDeployment
@@ -379,3 +380,42 @@ def test_a_thousand_tasks_incr_while_connections_are_killed_and_nothing_runs_twi
     assert sum(kills) > 0 and sum(unknown.values()) > 0, report  # the fault is real
     for key in KEYS:
         assert succeeded[key] <= values[key] <= succeeded[key] + unknown[key], report
+
+
+# -- visible: the health report counts each node's connections ----------------------------------
+
+
+def test_the_health_report_counts_the_nodes_connections_and_a_full_node(
+    redis_cluster: ClusterDeployment, name: str
+) -> None:
+    """A node's 3 connections held by BLPOPs and 5 tasks in line: the report's asyncio counts
+    hold them, and the connection is degraded with the full node named, as a full pool is."""
+    registry = registry_for(redis_cluster, name, MAX_CONNECTIONS=3, POOL_TIMEOUT=DEADLINE * 2)
+
+    async def body(client: Any) -> tuple[int, dict[str, Any], dict[str, Any], str]:
+        holders = Holders(client, redis_cluster, "{p}list", name)
+        await holders.hold(3)
+        gate = gate_of(client, "{p}n")
+        waiting = [asyncio.create_task(client.incr("{p}n")) for _ in range(5)]
+        await eventually(lambda: gate.waiting == 5, "5 tasks waiting")
+        report = registry.health(names=["c"])
+        busy = report["connections"][0]
+        text = render(report)
+        await holders.free()
+        await asyncio.gather(*waiting)
+        freed = registry.health(names=["c"])["connections"][0]
+        return len(client.get_nodes()), busy, freed, text
+
+    nodes, busy, freed, text = run(registry, body)
+    asyncio_part = busy["pool"]["asyncio"]
+    # 3 lent on the busy node; the slot map was read on another node's (idle) connection.
+    assert (asyncio_part["pools"], asyncio_part["in_use"]) == (nodes, 3), busy["pool"]
+    assert asyncio_part["created"] >= 3
+    assert busy["pool"]["class"] == "BlockingConnectionPool"
+    assert busy["status"] == "degraded"
+    assert "asyncio pool full: 3 of 3 in use" in busy["error"], busy["error"]
+    counted = f"{asyncio_part['created']} asyncio connection(s) (3 in use) in {nodes} node pool(s)"
+    assert f"c: POOL counts {counted} (one per node and event loop)" in text, text
+    assert freed["pool"]["asyncio"]["in_use"] == 0
+    assert freed["pool"]["asyncio"]["created"] >= 3
+    assert freed["status"] == "ok", freed["error"]
