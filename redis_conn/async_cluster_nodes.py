@@ -51,7 +51,7 @@ from redis_conn.guarded import unfit_to_lend
 from redis_conn.internals import free_connections, node_connections
 from redis_conn.masking import mask_text
 from redis_conn.messages import unprefixed
-from redis_conn.pools import PoolUsage
+from redis_conn.pools import PoolObserver, PoolUsage
 from redis_conn.read_only import all_resendable, command_name, may_resend
 
 __all__ = ["GatedClusterNode", "NodeGate", "NodeGates", "gate_nodes", "node_usages", "prepaid"]
@@ -91,12 +91,16 @@ class NodeGate:
 
     async def take(self) -> None:
         """A permit: at once, after waiting in line up to POOL_TIMEOUT (BLOCKING), or
-        :class:`PoolExhausted`."""
-        if self.take_now():
-            return
+        :class:`PoolExhausted`. The wait (or the failure) is told to the gates' observer."""
         gates = self._gates
+        observer = gates.observer
+        if self.take_now():
+            if observer is not None:
+                observer.waited(0.0)
+            return
         if not gates.blocking:
             raise gates.exhausted(waited=None)
+        started = time.monotonic()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -107,6 +111,8 @@ class NodeGate:
         if not waiter.done():
             self._abandon(waiter)
             raise gates.exhausted(waited=gates.pool_timeout)
+        if observer is not None:
+            observer.waited(time.monotonic() - started)
 
     def _abandon(self, waiter: asyncio.Future[None]) -> None:
         if waiter in self._waiters:
@@ -138,6 +144,8 @@ class NodeGates:
         self.max_connections = max_connections
         self.blocking = blocking
         self.pool_timeout = pool_timeout
+        #: Told every permit's wait and every PoolExhausted, as a pool tells its own (metrics).
+        self.observer: PoolObserver | None = None
         self._gates: dict[str, NodeGate] = {}
         self.node_class: type[GatedClusterNode] = type(
             "GatedClusterNode", (GatedClusterNode,), {"__slots__": (), "gates": self}
@@ -150,6 +158,8 @@ class NodeGates:
         return gate
 
     def exhausted(self, *, waited: float | None) -> PoolExhausted:
+        if self.observer is not None:
+            self.observer.timed_out()
         return PoolExhausted(self.connection_name, self.max_connections, waited=waited)
 
 

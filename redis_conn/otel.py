@@ -8,7 +8,7 @@ connection that owns its pool):
   ``db.client.connection.max``: read from the pools when the metrics are collected, so they
   cost nothing between collections;
 - ``db.client.connection.wait_time`` and ``db.client.connection.timeouts``: from the pools'
-  ``observer`` hook, set only here;
+  ``observer`` hook, set only here (the asyncio cluster client's node gates have one too);
 - ``db.client.operation.duration``: each command of a client, through a wrapper of the
   client's ``execute_command`` installed when the client is built;
 - ``redis_conn.request.commands``, ``redis_conn.request.round_trips`` and
@@ -28,7 +28,9 @@ from typing import Any
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, MeterProvider, Observation
 
+from redis_conn.async_cluster_nodes import NodeGates, node_usages
 from redis_conn.config import ConnectionSpec
+from redis_conn.internals import cluster_nodes
 
 # What the metrics layer hands us: the clients it was given, by owning connection name.
 Clients = Callable[[], Iterable[tuple[str, Any]]]
@@ -152,6 +154,9 @@ class OTelRecorder:
             return
         for pool in _pools(client):
             self.observe_pool(pool, spec.root)
+        gates = _node_gates(client)
+        if gates is not None:  # the asyncio cluster client: a gate per node, no pool
+            self.observe_pool(gates, spec.root)
         execute = client.execute_command
         timed = _timed_async if inspect.iscoroutinefunction(execute) else _timed
         # An instance attribute shadows the class's method for this client only.
@@ -207,6 +212,10 @@ class OTelRecorder:
                 # A cluster node found after the client was built gets its hook here.
                 self.observe_pool(pool, name)
                 yield name, pool.usage()
+            gates = _node_gates(client)
+            if gates is not None:
+                for usage in node_usages(gates, cluster_nodes(client)):
+                    yield name, usage
 
 
 class PoolMetrics:
@@ -224,6 +233,13 @@ class PoolMetrics:
 
     def timed_out(self) -> None:
         self._timeouts.add(1, self._attributes)
+
+
+def _node_gates(client: Any) -> NodeGates | None:
+    """The node gates of an asyncio cluster client (pooled, or MULTIPLEX's dedicated
+    connections), whose nodes lend their connections without a pool."""
+    gates = getattr(client, "node_gates", None)
+    return gates if isinstance(gates, NodeGates) else None
 
 
 def _pools(client: Any) -> list[Any]:

@@ -51,6 +51,7 @@ LEGS = {
     "oldest": "the test suite (scripts/test-oldest)",
     "current": "the test suite, load tests included (scripts/test)",
     "newest": "the test suite (scripts/test-newest)",
+    "between": "the test suite (scripts/test-between)",
     "wheel-3.12": WHEEL + " (scripts/test-wheel)",
     "wheel-3.13": WHEEL + " (scripts/test-wheel)",
 }

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,7 @@ def ci_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
         "oldest": ("3.11.7", "4.2.30", "2.3.3", "7.4.1", "2.35.0", ["fakeredis", "redis"]),
         "current": ("3.11.7", "5.2.19", "3.1.3", "8.2.0", "2.41.0", []),
         "newest": ("3.14.10", "6.1.3", "3.1.3", "8.2.0", "2.41.0", []),
+        "between": ("3.13.0", "6.0.10", "3.0.3", "8.1.0", "2.41.0", []),
         "wheel-3.12": ("3.12.1", "6.1.3", "3.1.3", "8.2.0", "2.41.0", []),
         "wheel-3.13": ("3.13.0", "6.1.3", "3.1.3", "8.2.0", "2.41.0", []),
     }
@@ -56,13 +58,14 @@ def test_only_exact_pins_are_shown_exactly(ci_versions: ModuleType) -> None:
     table = ci_versions.documented()
     assert "| `oldest` | 3.11 | 4.2 | 2.3 | 7.4.1 | 2.35.0 | 7.0 |" in table
     assert "| `newest` | 3.14 | 6.1 | 3.1 | 8.2 | 2.41 | 7.0 |" in table
+    assert "| `between` | 3.13 | 6.0 | 3.0 | 8.1 | 2.41 | 7.0 |" in table
 
 
 def test_check_passes_when_the_page_shows_what_ran(
     ci_versions: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert ci_versions.check() == 0
-    assert "the ranges' upper bounds match the 5 CI legs" in capsys.readouterr().out
+    assert "the ranges' upper bounds match the 6 CI legs" in capsys.readouterr().out
 
 
 def test_a_new_series_upstream_fails_the_check(
@@ -156,6 +159,18 @@ def test_the_oldest_leg_installs_the_floors_of_the_ranges(ci_versions: ModuleTyp
         lowest = re.search(r">=([0-9.]+)", declared)
         assert lowest is not None, f"{name} has no floor: {declared}"
         assert pinned[name] == Version(lowest[1]), f"the oldest leg runs {name} {pinned[name]}"
+
+
+def test_the_between_leg_runs_series_the_ranges_admit(ci_versions: ModuleType) -> None:
+    script = (ROOT / "scripts" / "test-between").read_text()
+    pins = re.search(r'^pins="(.+)"$', script, re.MULTILINE)
+    assert pins is not None
+    ranges = ci_versions.declared_ranges()
+    for pin in pins[1].split():
+        match = re.fullmatch(r"([a-z]+)(?:\[\w+\])?==([0-9.]+)\.\*", pin)
+        assert match is not None, f"not a series: {pin!r}"
+        name, first = match[1], Version(match[2] + ".0")
+        assert first in SpecifierSet(ranges[name]), f"{pin} is outside {name}{ranges[name]}"
 
 
 def test_the_newest_leg_names_no_version(ci_versions: ModuleType) -> None:

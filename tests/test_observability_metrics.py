@@ -198,6 +198,51 @@ def test_asyncio_pool_timeouts_are_counted(
     assert by_pool(reader, "db.client.connection.timeouts")["default"].value == 1
 
 
+def test_the_asyncio_cluster_clients_nodes_are_counted_waited_for_and_timed_out(
+    reader: InMemoryMetricReader, registry: ConnectionRegistry, redis_cluster: Any
+) -> None:
+    """redis-py's asyncio cluster nodes lend connections without a pool: their gates
+    (BLOCKING per node) report as the pools do."""
+    registry.configure(
+        {
+            "metrics-acluster": {
+                "URL": redis_cluster.url,
+                "CLUSTER": True,
+                "MULTIPLEX": False,
+                "MAX_CONNECTIONS": 1,
+                "BLOCKING": False,
+            }
+        }
+    )
+
+    async def exhaust() -> int:
+        client = registry.get_async("metrics-acluster")
+        try:
+            for i in range(4):
+                await client.set(f"{{m}}key{i}", i)
+            blpop = asyncio.create_task(client.blpop(["{m}list"], 0))  # the node's only one
+            gate = client.node_gates.of(client.get_node_from_key("{m}list"))
+            deadline = time.monotonic() + 10
+            while gate.available:
+                assert time.monotonic() < deadline, "the BLPOP never took its connection"
+                await asyncio.sleep(0.01)
+            used = by_pool(reader, "db.client.connection.count", db_client_connection_state="used")
+            assert used["metrics-acluster"].value == 1
+            with pytest.raises(PoolExhausted):
+                await client.get("{m}key0")
+            with redis_cluster.client() as raw:
+                raw.rpush("{m}list", "x")
+            assert list(await blpop) == [b"{m}list", b"x"]
+            return len(client.get_nodes())
+        finally:
+            await registry.aclose_async()
+
+    nodes = asyncio.run(exhaust())
+    assert by_pool(reader, "db.client.connection.timeouts")["metrics-acluster"].value == 1
+    assert by_pool(reader, "db.client.connection.wait_time")["metrics-acluster"].count >= 5
+    assert by_pool(reader, "db.client.connection.max")["metrics-acluster"].value == nodes
+
+
 # -- per request ------------------------------------------------------------------------------
 
 
