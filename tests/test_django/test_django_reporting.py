@@ -210,10 +210,11 @@ def test_a_hung_handshake_never_shows_the_password_on_the_debug_page_or_in_the_e
     settings: Any, hung_server: Any, mailoutbox: list[Any], password: str
 ) -> None:
     settings.ROOT_URLCONF = __name__
-    settings.ADMINS = [("Ops", "ops@example.com")]
-    if django.VERSION >= (6, 1):  # MAILERS replaces EMAIL_BACKEND; ADMINS is addresses only
+    # Django 6.0 deprecates (name, address) pairs in ADMINS, 4.2 and 5.2 need them.
+    pairs = django.VERSION < (6, 0)
+    settings.ADMINS = [("Ops", "ops@example.com")] if pairs else ["ops@example.com"]
+    if django.VERSION >= (6, 1):  # MAILERS replaces EMAIL_BACKEND
         settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
-        settings.ADMINS = ["ops@example.com"]
     client = DjangoClient(raise_request_exception=False)
     handler = AdminEmailHandler(include_html=True)
     logger = logging.getLogger("django.request")
