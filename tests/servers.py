@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import faulthandler
 import inspect
 import os
 import secrets
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -673,6 +674,33 @@ def finish_within(call: Callable[[], Any], timeout: float, describe: Callable[[]
     if not outcome:
         raise HarnessError(f"still running after {timeout:g}s: {describe()}")
     return outcome[0]
+
+
+#: Where :func:`hang_watchdog` writes the stacks of a hung test (CI prints what it finds there).
+HANG_DIR = Path(os.environ.get("REDIS_CONN_HANG_DIR") or tempfile.gettempdir())
+
+
+@contextlib.contextmanager
+def hang_watchdog(seconds: float, test: str) -> Iterator[None]:
+    """End the whole run (exit status 1) with every thread's stack if the block takes more
+    than ``seconds``: a deadlock is a failure, never a stuck CI run.
+
+    The stacks go to ``HANG_DIR/redis_conn-hang-<pid>.txt``, not to stderr: pytest captures
+    stderr while a test runs and that capture dies with the process, so a hang would end the
+    run with no word of where. The file is removed when the block ends in time.
+    """
+    path = HANG_DIR / f"redis_conn-hang-{os.getpid()}.txt"
+    try:
+        with path.open("w", encoding="utf-8") as file:
+            file.write(f"{test} took more than {seconds:g} s; every thread's stack:\n")
+            file.flush()
+            faulthandler.dump_traceback_later(seconds, exit=True, file=file)
+            try:
+                yield
+            finally:
+                faulthandler.cancel_dump_traceback_later()
+    finally:
+        path.unlink(missing_ok=True)
 
 
 @atexit.register

@@ -400,3 +400,33 @@ def test_session_servers_are_stopped_even_when_tests_fail(tmp_path: Path) -> Non
     assert len(pids) == 2
     for pid in pids:
         assert not pid_alive(pid), f"redis-server pid {pid} outlived the session"
+
+
+def test_a_hung_test_ends_the_run_and_leaves_every_stack_in_a_file(tmp_path: Path) -> None:
+    """The watchdog of the interrupt tests: a deadlock ends the process with status 1 and
+    the stacks in REDIS_CONN_HANG_DIR (pytest's capture of stderr would die with it)."""
+    tests = Path(__file__).parent
+    script = textwrap.dedent(
+        f"""
+        import sys, threading, time
+        sys.path.insert(0, {str(tests)!r})
+        from servers import hang_watchdog
+
+        with hang_watchdog(60, "quick"):  # ends in time: its file is removed
+            pass
+        with hang_watchdog(0.5, "tests/test_x.py::test_stuck"):
+            lock = threading.Lock()
+            lock.acquire()
+            lock.acquire()  # a deadlock
+        """
+    )
+    env = {**os.environ, "REDIS_CONN_HANG_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    (left,) = list(tmp_path.iterdir())
+    assert left.name.startswith("redis_conn-hang-")
+    stacks = left.read_text()
+    assert stacks.startswith("tests/test_x.py::test_stuck took more than 0.5 s; every thread")
+    assert 'File "<string>", line 11 in <module>' in stacks, stacks  # the second acquire

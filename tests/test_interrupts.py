@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import faulthandler
 import gc
 import random
 import signal
@@ -30,10 +29,10 @@ from redis_conn.registry import connections
 
 try:
     from fault_proxy import FaultProxy
-    from servers import RedisServer, finish_within, wait_until
+    from servers import RedisServer, finish_within, hang_watchdog, wait_until
 except ModuleNotFoundError:  # tests/ imported as a package
     from tests.fault_proxy import FaultProxy
-    from tests.servers import RedisServer, finish_within, wait_until
+    from tests.servers import RedisServer, finish_within, hang_watchdog, wait_until
 
 
 class Interrupted(BaseException):
@@ -63,13 +62,10 @@ def alarm() -> Iterator[Callable[[float], None]]:
 
 
 @pytest.fixture
-def watchdog() -> Iterator[None]:
+def watchdog(request: pytest.FixtureRequest) -> Iterator[None]:
     """A hang is a failure with every thread's stack, not a stuck CI run."""
-    faulthandler.dump_traceback_later(120, exit=True)
-    try:
+    with hang_watchdog(120, request.node.nodeid):
         yield
-    finally:
-        faulthandler.cancel_dump_traceback_later()
 
 
 def lends_exactly(client: Any, count: int) -> None:

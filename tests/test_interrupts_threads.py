@@ -12,7 +12,6 @@ section 6 allows (a pool wait that timed out, a write whose outcome is unknown).
 
 from __future__ import annotations
 
-import faulthandler
 import gc
 import itertools
 import random
@@ -29,9 +28,9 @@ import pytest
 from redis_conn import ConnectionRegistry, OutcomeUnknown, PoolExhausted
 
 try:
-    from servers import RedisServer
+    from servers import RedisServer, hang_watchdog
 except ModuleNotFoundError:  # tests/ imported as a package
-    from tests.servers import RedisServer
+    from tests.servers import RedisServer, hang_watchdog
 
 INTERRUPTS = 1200
 
@@ -41,7 +40,7 @@ class Interrupted(BaseException):
 
 
 @pytest.fixture
-def alarms() -> Iterator[list[int]]:
+def alarms(request: pytest.FixtureRequest) -> Iterator[list[int]]:
     fired = [0]
 
     def handler(signum: int, frame: Any) -> None:
@@ -49,13 +48,12 @@ def alarms() -> Iterator[list[int]]:
         raise Interrupted
 
     previous = signal.signal(signal.SIGALRM, handler)
-    faulthandler.dump_traceback_later(240, exit=True)  # a hang fails with every stack
     try:
-        yield fired
+        with hang_watchdog(240, request.node.nodeid):  # a hang fails with every stack
+            yield fired
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture
