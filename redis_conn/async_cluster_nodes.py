@@ -48,13 +48,21 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis_conn.cluster import node_writes
 from redis_conn.exceptions import ConnectionLostAfterWrite, PoolExhausted, TimeoutAfterWrite
 from redis_conn.guarded import unfit_to_lend
-from redis_conn.internals import free_connections, node_connections
+from redis_conn.internals import cluster_nodes, free_connections, node_connections
 from redis_conn.masking import mask_text
 from redis_conn.messages import unprefixed
-from redis_conn.pools import PoolObserver, PoolUsage
+from redis_conn.pools import PoolObserver, PoolUsage, behaviour_name
 from redis_conn.read_only import all_resendable, command_name, may_resend
 
-__all__ = ["GatedClusterNode", "NodeGate", "NodeGates", "gate_nodes", "node_usages", "prepaid"]
+__all__ = [
+    "GatedClusterNode",
+    "NodeGate",
+    "NodeGates",
+    "gate_nodes",
+    "node_gates_of",
+    "node_usages",
+    "prepaid",
+]
 
 # The errors redis-py's cluster retries (by exact type): after a write they must not pass.
 _RETRIED = (RedisConnectionError, RedisTimeoutError)
@@ -156,6 +164,11 @@ class NodeGates:
         if gate is None:
             gate = self._gates[node.name] = NodeGate(self)
         return gate
+
+    def waiting_at(self, node: Any) -> int:
+        """How many tasks wait for a permit of ``node`` now (a report: makes no gate)."""
+        gate = self._gates.get(node.name)
+        return gate.waiting if gate is not None else 0
 
     def exhausted(self, *, waited: float | None) -> PoolExhausted:
         if self.observer is not None:
@@ -350,12 +363,23 @@ async def prepaid(gates: NodeGates, node: Any) -> AsyncIterator[None]:
             gate.give()
 
 
-def node_usages(gates: NodeGates, nodes: Iterable[Any]) -> list[PoolUsage]:
-    """What each node's connections are doing now, as a pool reports it (the health report):
-    every connection the node holds, those lent, and the tasks waiting at its gate."""
-    behaves_like = "BlockingConnectionPool" if gates.blocking else "ConnectionPool"
+def node_gates_of(client: Any) -> NodeGates | None:
+    """The node gates of an asyncio cluster client (pooled, or MULTIPLEX's dedicated
+    connections), whose nodes lend their connections without a pool; None for any other."""
+    gates = getattr(client, "node_gates", None)
+    return gates if isinstance(gates, NodeGates) else None
+
+
+def node_usages(client: Any) -> list[PoolUsage] | None:
+    """What each node's connections are doing now, as a pool reports it (health, metrics):
+    every connection the node holds, those lent, and the tasks waiting at its gate. None for
+    a client without node gates."""
+    gates = node_gates_of(client)
+    if gates is None:
+        return None
+    behaves_like = behaviour_name(blocking=gates.blocking)
     usages = []
-    for node in nodes:
+    for node in cluster_nodes(client):
         if not isinstance(node, GatedClusterNode):
             continue
         created = len(node_connections(node))
@@ -365,7 +389,7 @@ def node_usages(gates: NodeGates, nodes: Iterable[Any]) -> list[PoolUsage]:
                 max_connections=gates.max_connections,
                 created=created,
                 in_use=created - len(free_connections(node)),
-                waiting=gates.of(node).waiting,
+                waiting=gates.waiting_at(node),
             )
         )
     return usages

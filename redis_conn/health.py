@@ -27,10 +27,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redis_conn import messages
-from redis_conn.async_cluster_nodes import NodeGates, node_usages
+from redis_conn.async_cluster_nodes import node_usages
 from redis_conn.budget import ServerUse, budgets, server_uses, summarize
 from redis_conn.config import DEFAULTS, ConnectionSpec
-from redis_conn.internals import cluster_nodes
 from redis_conn.masking import connection_secrets, mask_text
 from redis_conn.pools import PoolUsage
 
@@ -312,10 +311,10 @@ def _async_usages(registry: Connections, spec: ConnectionSpec) -> list[PoolUsage
     for name, client in registry.created_async_clients():
         if name != spec.root:
             continue
+        nodes = node_usages(client)
         pool = getattr(client, "connection_pool", None)
-        gates = getattr(client, "node_gates", None)
-        if isinstance(gates, NodeGates):
-            usages.extend(node_usages(gates, cluster_nodes(client)))
+        if nodes is not None:
+            usages.extend(nodes)
         elif pool is not None and hasattr(pool, "usage"):
             usages.append(pool.usage())
     return usages

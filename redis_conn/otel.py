@@ -28,9 +28,8 @@ from typing import Any
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, MeterProvider, Observation
 
-from redis_conn.async_cluster_nodes import NodeGates, node_usages
+from redis_conn.async_cluster_nodes import node_gates_of, node_usages
 from redis_conn.config import ConnectionSpec
-from redis_conn.internals import cluster_nodes
 
 # What the metrics layer hands us: the clients it was given, by owning connection name.
 Clients = Callable[[], Iterable[tuple[str, Any]]]
@@ -154,7 +153,7 @@ class OTelRecorder:
             return
         for pool in _pools(client):
             self.observe_pool(pool, spec.root)
-        gates = _node_gates(client)
+        gates = node_gates_of(client)
         if gates is not None:  # the asyncio cluster client: a gate per node, no pool
             self.observe_pool(gates, spec.root)
         execute = client.execute_command
@@ -212,10 +211,8 @@ class OTelRecorder:
                 # A cluster node found after the client was built gets its hook here.
                 self.observe_pool(pool, name)
                 yield name, pool.usage()
-            gates = _node_gates(client)
-            if gates is not None:
-                for usage in node_usages(gates, cluster_nodes(client)):
-                    yield name, usage
+            for usage in node_usages(client) or ():
+                yield name, usage
 
 
 class PoolMetrics:
@@ -233,13 +230,6 @@ class PoolMetrics:
 
     def timed_out(self) -> None:
         self._timeouts.add(1, self._attributes)
-
-
-def _node_gates(client: Any) -> NodeGates | None:
-    """The node gates of an asyncio cluster client (pooled, or MULTIPLEX's dedicated
-    connections), whose nodes lend their connections without a pool."""
-    gates = getattr(client, "node_gates", None)
-    return gates if isinstance(gates, NodeGates) else None
 
 
 def _pools(client: Any) -> list[Any]:

@@ -408,7 +408,7 @@ def test_a_hung_test_ends_the_run_and_leaves_every_stack_in_a_file(tmp_path: Pat
     tests = Path(__file__).parent
     script = textwrap.dedent(
         f"""
-        import sys, threading, time
+        import sys, threading
         sys.path.insert(0, {str(tests)!r})
         from servers import hang_watchdog
 

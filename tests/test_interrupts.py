@@ -173,12 +173,12 @@ STORM = Path(__file__).parent / "interrupt_storm.py"
 
 @pytest.mark.slow
 def test_a_thousand_random_interrupts_give_no_wrong_reply_and_leak_nothing(
-    redis_server: RedisServer, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     """1,000 exceptions raised by a SIGALRM handler at random points of GET, MGET, SET and
     pipelines, under contention from two threads: no wrong reply, nothing leaked. Run in a
-    pytest process of its own (``interrupt_storm.py`` says why); a hang there fails this test
-    with the child's stacks."""
+    pytest process of its own, with its own redis-server (``interrupt_storm.py`` says why); a
+    hang there fails this test with the child's stacks."""
     env = {**os.environ, "REDIS_CONN_HANG_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "pytest", str(STORM), "-q", "-s", "-p", "no:cacheprovider"]
     try:
